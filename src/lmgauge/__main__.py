@@ -1,0 +1,3 @@
+from lmgauge.cli import main
+
+raise SystemExit(main())

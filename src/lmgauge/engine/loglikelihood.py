@@ -1,0 +1,158 @@
+"""Log-likelihood requests -> token pairs -> grouped rows -> batched forwards.
+
+Tokenization follows lm-evaluation-harness exactly, so the same prompt gives the same tokens:
+trailing spaces of a context move to the continuation, the pair is encoded whole and the
+continuation is the part after the context's own tokens, and an empty context becomes the
+prefix token. Requests whose model input is identical (the four answer letters of an MMLU
+question) share one row: one forward, several positions read.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator, Sequence
+
+from lmgauge.engine.batching import token_budget_batches
+from lmgauge.engine.protocol import TokenModel
+from lmgauge.requests import (
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+    RollingRequest,
+    RollingResult,
+    TokenStats,
+)
+
+Pair = tuple[list[int], list[int]]  # (context ids, continuation ids)
+
+
+def encode_pair(model: TokenModel, context: str, continuation: str) -> Pair:
+    if context == "":
+        return [model.prefix_token_id], model.encode(continuation)
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces:
+        continuation = context[-n_spaces:] + continuation
+        context = context[:-n_spaces]
+    whole = model.encode(context + continuation)
+    ctx = model.encode(context)
+    return model.bos_ids + ctx, whole[len(ctx) :]
+
+
+def rolling_windows(tokens: list[int], prefix_token: int, max_len: int) -> Iterator[Pair]:
+    """lm-eval's disjoint rolling windows (context_len=1): every token is predicted exactly once,
+    each window seeing up to max_len tokens of its past."""
+    if not tokens:
+        return
+    first = min(max_len, len(tokens))
+    yield [prefix_token], tokens[:first]
+    done = first
+    while done < len(tokens):
+        n = min(len(tokens) - done, max_len)
+        end = done + n
+        ctx_full = tokens[max(0, end - max_len - 1) : end - 1]
+        # make_disjoint_window: the context keeps only what precedes the predicted tokens
+        yield ctx_full[: len(ctx_full) - (n - 1)], tokens[end - n : end]
+        done = end
+
+
+def score_pairs(
+    model: TokenModel,
+    pairs: Sequence[Pair],
+    on_done: Callable[[int, float, bool, int], None],
+    stats: TokenStats | None = None,
+) -> None:
+    """Score token pairs; on_done(index, logprob, is_greedy, truncated) as each batch finishes."""
+    row_of: dict[tuple[int, ...], int] = {}
+    rows: list[list[int]] = []
+    row_targets: list[list[tuple[int, int]]] = []
+    row_requests: list[list[tuple[int, int, int]]] = []  # (request, first target, n targets)
+    truncated: list[int] = []
+    for i, (ctx, cont) in enumerate(pairs):
+        if not cont:
+            raise ValueError(f"request {i}: the continuation encodes to no tokens")
+        full = ctx + cont
+        keep = full[-(model.max_length + 1) :]
+        truncated.append(len(full) - len(keep))
+        inp = keep[:-1]
+        key = tuple(inp)
+        r = row_of.get(key)
+        if r is None:
+            r = row_of[key] = len(rows)
+            rows.append(inp)
+            row_targets.append([])
+            row_requests.append([])
+        first = max(0, len(keep) - len(cont) - 1)
+        targets = [(p, keep[p + 1]) for p in range(first, len(keep) - 1)]
+        row_requests[r].append((i, len(row_targets[r]), len(targets)))
+        row_targets[r].extend(targets)
+
+    for batch in token_budget_batches([len(r) for r in rows], model.token_budget, model.batch_size):
+        scores = model.score_rows([rows[r] for r in batch], [row_targets[r] for r in batch])
+        if stats is not None:
+            stats.forwarded += sum(len(rows[r]) for r in batch)
+            stats.scored += sum(len(row_targets[r]) for r in batch)
+        for r, row_scores in zip(batch, scores):
+            for i, start, n in row_requests[r]:
+                part = row_scores[start : start + n]
+                on_done(i, float(sum(lp for lp, _ in part)), all(g for _, g in part), truncated[i])
+
+
+def score_loglikelihood(
+    model: TokenModel,
+    requests: Sequence[LoglikelihoodRequest],
+    on_result: Callable[[int, LoglikelihoodResult], None] | None = None,
+    stats: TokenStats | None = None,
+) -> list[LoglikelihoodResult]:
+    pairs = [encode_pair(model, r.context, r.continuation) for r in requests]
+    results: list[LoglikelihoodResult | None] = [None] * len(requests)
+
+    def done(i: int, logprob: float, greedy: bool, trunc: int) -> None:
+        results[i] = LoglikelihoodResult(logprob, greedy, len(pairs[i][1]), trunc)
+        if on_result is not None:
+            on_result(i, results[i])
+
+    score_pairs(model, pairs, done, stats)
+    if stats is not None:
+        stats.requests += len(requests)
+    return results  # type: ignore[return-value]
+
+
+def score_rolling(
+    model: TokenModel,
+    requests: Sequence[RollingRequest],
+    on_result: Callable[[int, RollingResult], None] | None = None,
+    stats: TokenStats | None = None,
+) -> list[RollingResult]:
+    """Sum of every token's log-probability over lm-eval's rolling windows, per text."""
+    pairs: list[Pair] = []
+    owner: list[int] = []
+    n_tokens: list[int] = []
+    for i, r in enumerate(requests):
+        toks = model.encode(r.text)
+        n_tokens.append(len(toks))
+        for pair in rolling_windows(toks, model.prefix_token_id, model.max_length):
+            pairs.append(pair)
+            owner.append(i)
+    remaining = [0] * len(requests)
+    for o in owner:
+        remaining[o] += 1
+    totals = [0.0] * len(requests)
+    results: list[RollingResult | None] = [None] * len(requests)
+
+    def finish(i: int) -> None:
+        results[i] = RollingResult(totals[i], n_tokens[i])
+        if on_result is not None:
+            on_result(i, results[i])
+
+    def done(j: int, logprob: float, greedy: bool, trunc: int) -> None:
+        o = owner[j]
+        totals[o] += logprob
+        remaining[o] -= 1
+        if remaining[o] == 0:
+            finish(o)
+
+    score_pairs(model, pairs, done, stats)
+    for i, n in enumerate(n_tokens):  # an empty text has no windows
+        if n == 0:
+            finish(i)
+    if stats is not None:
+        stats.requests += len(requests)
+    return results  # type: ignore[return-value]

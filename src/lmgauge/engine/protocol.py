@@ -1,0 +1,31 @@
+"""What the engine needs from an in-process model."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence
+
+
+class TokenModel(Protocol):
+    max_length: int  # longest sequence one forward may take
+    prefix_token_id: int  # stands in for an empty context (BOS, else EOS), as lm-eval does
+    eos_token_id: int | None
+    bos_ids: list[int]  # prepended to every context ([] unless the BOS policy adds one)
+    batch_size: int | None  # rows per forward; None: only the token budget limits
+    token_budget: int  # padded tokens per forward
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of text, no special tokens."""
+        ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+    def score_rows(
+        self, rows: Sequence[Sequence[int]], targets: Sequence[Sequence[tuple[int, int]]]
+    ) -> list[list[tuple[float, bool]]]:
+        """One forward over right-padded rows; for each (position, token) target of a row, the
+        log-probability of that token given row[:position+1], and whether it is the argmax."""
+        ...
+
+    def decode_step(self, input_ids: Any, attention_mask: Any, position_ids: Any, cache: Any) -> tuple[Any, Any]:
+        """Forward new tokens over a KV cache; returns (logits at the last position, cache)."""
+        ...

@@ -1,0 +1,202 @@
+"""The transformers backend: a local model folder or .gguf file, run in this process."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from lmgauge import engine
+from lmgauge.models.base import ModelError, OnResult
+from lmgauge.models.hf_loading import dequantized_gguf_folder, pick_device, split_model_path, torch_dtype
+from lmgauge.requests import (
+    GenerateRequest,
+    GenerateResult,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+    RollingRequest,
+    RollingResult,
+    TokenStats,
+)
+
+log = logging.getLogger(__name__)
+
+BOS_POLICIES = ("never", "always", "tokenizer")
+DEFAULT_CPU_TOKEN_BUDGET = 8192
+DEFAULT_GPU_TOKEN_BUDGET = 65536
+
+
+def _config_max_length(config: Any, tokenizer: Any) -> int:
+    """The model's context length, looked up as lm-evaluation-harness does."""
+    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(config, attr, None)
+        if value:
+            return int(value)
+    tml = getattr(tokenizer, "model_max_length", None)
+    if tml and tml < 1_000_000:
+        return int(tml)
+    return 2048
+
+
+class HFModel:
+    """Answers request kinds through `lmgauge.engine`; owns only loading and raw forwards."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        name: str | None = None,
+        tokenizer_path: str | None = None,
+        gguf_file: str | None = None,
+        dtype: str = "auto",
+        device: str = "auto",
+        trust_remote_code: bool = False,
+        bos: str = "never",
+        max_seq_len: int | None = None,
+        batch_size: int | None = None,
+        token_budget: int | None = None,
+        model_kwargs: dict | None = None,
+        tokenizer_kwargs: dict | None = None,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if bos not in BOS_POLICIES:
+            raise ModelError(f"bos policy {bos!r} is not one of {', '.join(BOS_POLICIES)}")
+        t0 = time.perf_counter()
+        folder, gguf = split_model_path(path, gguf_file)
+        self.source = str(Path(path).expanduser())
+        self.device = pick_device(device)
+        if gguf:
+            folder = dequantized_gguf_folder(folder, gguf, "float32" if dtype == "auto" else dtype)
+        tok_src = tokenizer_path or folder
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                tok_src, trust_remote_code=trust_remote_code, **(tokenizer_kwargs or {})
+            )
+            self.model = AutoModelForCausalLM.from_pretrained(
+                folder,
+                dtype=torch_dtype(dtype, self.device),
+                trust_remote_code=trust_remote_code,
+                **(model_kwargs or {}),
+            )
+        except OSError as e:
+            raise ModelError(f"could not load model from {str(folder)!r}: {e}") from e
+        self.model.to(self.device).eval()
+        self.name = name or Path(path).stem
+        self.load_seconds = time.perf_counter() - t0
+
+        tok = self.tokenizer
+        self.eos_token_id = tok.eos_token_id
+        self.prefix_token_id = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        if self.prefix_token_id is None:
+            raise ModelError("tokenizer has neither a BOS nor an EOS token to stand for an empty context")
+        self.bos_policy = bos
+        if bos == "always" or (bos == "tokenizer" and self._tokenizer_adds_bos()):
+            if tok.bos_token_id is None:
+                raise ModelError("bos='always' but the tokenizer has no BOS token")
+            self.bos_ids = [tok.bos_token_id]
+        else:
+            self.bos_ids = []
+        self.max_length = int(max_seq_len or _config_max_length(self.model.config, tok))
+        self.batch_size = batch_size
+        self.token_budget = int(
+            token_budget or (DEFAULT_GPU_TOKEN_BUDGET if self.device.startswith("cuda") else DEFAULT_CPU_TOKEN_BUDGET)
+        )
+        self._stats = TokenStats()
+        self._decoder = self.model.get_decoder()
+        self._head = self.model.get_output_embeddings()
+        cfg = self.model.config
+        self._softcap = getattr(cfg, "final_logit_softcapping", None)
+        self._logit_scale = getattr(cfg, "logit_scale", None)
+        self._torch = torch
+
+    def _tokenizer_adds_bos(self) -> bool:
+        ids = self.tokenizer("a").input_ids
+        return bool(ids) and ids[0] == self.tokenizer.bos_token_id
+
+    # --- TokenModel, for the engine -------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False).input_ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+
+    def _logits(self, hidden):
+        logits = self._head(hidden)
+        if self._logit_scale:
+            logits = logits * self._logit_scale
+        if self._softcap:
+            logits = self._torch.tanh(logits / self._softcap) * self._softcap
+        return logits.float()
+
+    def score_rows(self, rows, targets):
+        torch = self._torch
+        width = max(len(r) for r in rows)
+        ids = torch.zeros((len(rows), width), dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for k, r in enumerate(rows):
+            ids[k, : len(r)] = torch.tensor(r)
+            mask[k, : len(r)] = 1
+        with torch.inference_mode():
+            hidden = self._decoder(
+                input_ids=ids.to(self.device), attention_mask=mask.to(self.device), use_cache=False
+            ).last_hidden_state
+            # project to the vocabulary only where a token is scored
+            row_idx = torch.tensor([k for k, t in enumerate(targets) for _ in t], device=self.device)
+            pos_idx = torch.tensor([p for t in targets for p, _ in t], device=self.device)
+            tok_idx = torch.tensor([tok for t in targets for _, tok in t], device=self.device)
+            logprobs = torch.log_softmax(self._logits(hidden[row_idx, pos_idx]), dim=-1)
+            picked = logprobs.gather(-1, tok_idx.unsqueeze(-1)).squeeze(-1)
+            greedy = logprobs.argmax(-1) == tok_idx
+        picked, greedy = picked.tolist(), greedy.tolist()
+        out, at = [], 0
+        for t in targets:
+            out.append(list(zip(picked[at : at + len(t)], greedy[at : at + len(t)])))
+            at += len(t)
+        return out
+
+    def decode_step(self, input_ids, attention_mask, position_ids, cache):
+        torch = self._torch
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention_mask.to(self.device),
+                position_ids=position_ids.to(self.device),
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+        return out.logits[:, -1, :].float().cpu(), out.past_key_values
+
+    # --- LanguageModel --------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> TokenStats:
+        return self._stats
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], on_result: OnResult | None = None) -> list[LoglikelihoodResult]:
+        return engine.score_loglikelihood(self, requests, on_result, self._stats)
+
+    def loglikelihood_rolling(self, requests: Sequence[RollingRequest], on_result: OnResult | None = None) -> list[RollingResult]:
+        return engine.score_rolling(self, requests, on_result, self._stats)
+
+    def generate(self, requests: Sequence[GenerateRequest], on_result: OnResult | None = None) -> list[GenerateResult]:
+        return engine.generate_greedy(self, requests, on_result, self._stats)
+
+    def describe(self) -> dict:
+        return {
+            "backend": "hf",
+            "name": self.name,
+            "path": self.source,
+            "class": type(self.model).__name__,
+            "dtype": str(self.model.dtype).removeprefix("torch."),
+            "device": self.device,
+            "max_length": self.max_length,
+            "bos": self.bos_policy,
+            "batch_size": self.batch_size,
+            "token_budget": self.token_budget,
+            "load_seconds": round(self.load_seconds, 3),
+        }
