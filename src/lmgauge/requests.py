@@ -26,15 +26,25 @@ class LoglikelihoodResult:
 
 @dataclass(frozen=True)
 class RollingRequest:
-    """Log-likelihood of a whole text, in windows of the model's length (lm-eval convention)."""
+    """Log-likelihood of every token of a whole text, scored in windows.
+
+    style "rolling" (lm-eval): windows of `window` tokens (None: the model's length), each token
+    predicted once with as much past as fits. style "disjoint" (GPTQ/llmc perplexity): the text,
+    tokenized with the tokenizer's own special tokens, cut into non-overlapping windows of
+    `window` tokens, the remainder dropped; a window's first token is not predicted.
+    """
 
     text: str
+    window: int | None = None
+    style: str = "rolling"
+    rows_per_batch: int | None = None  # windows per forward for "disjoint" (llmc's bs)
 
 
 @dataclass(frozen=True)
 class RollingResult:
     logprob: float
-    n_tokens: int
+    n_tokens: int  # tokens predicted (scored)
+    n_windows: int = 0
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,7 @@ def score_pairs(
     pairs: Sequence[Pair],
     on_done: Callable[[int, float, bool, int], None],
     stats: TokenStats | None = None,
+    max_rows: int | None = None,
 ) -> None:
     """Score token pairs; on_done(index, logprob, is_greedy, truncated) as each batch finishes."""
     row_of: dict[tuple[int, ...], int] = {}
@@ -84,7 +85,7 @@ def score_pairs(
         row_requests[r].append((i, len(row_targets[r]), len(targets)))
         row_targets[r].extend(targets)
 
-    for batch in token_budget_batches([len(r) for r in rows], model.token_budget, model.batch_size):
+    for batch in token_budget_batches([len(r) for r in rows], model.token_budget, max_rows or model.batch_size):
         scores = model.score_rows([rows[r] for r in batch], [row_targets[r] for r in batch])
         if stats is not None:
             stats.forwarded += sum(len(rows[r]) for r in batch)
@@ -115,30 +116,44 @@ def score_loglikelihood(
     return results  # type: ignore[return-value]
 
 
+def _document_windows(model: TokenModel, r: RollingRequest) -> tuple[list[Pair], int]:
+    """The windows of one rolling request, and how many tokens they predict."""
+    if r.style == "rolling":
+        toks = model.encode(r.text)
+        return list(rolling_windows(toks, model.prefix_token_id, r.window or model.max_length)), len(toks)
+    if r.style == "disjoint":
+        if not r.window or r.window < 2:
+            raise ValueError(f"disjoint windows need a window of at least 2 tokens, got {r.window}")
+        toks = model.encode_document(r.text)
+        n = len(toks) // r.window
+        pairs = [(toks[k * r.window : k * r.window + 1], toks[k * r.window + 1 : (k + 1) * r.window]) for k in range(n)]
+        return pairs, n * (r.window - 1)
+    raise ValueError(f"unknown rolling style {r.style!r}")
+
+
 def score_rolling(
     model: TokenModel,
     requests: Sequence[RollingRequest],
     on_result: Callable[[int, RollingResult], None] | None = None,
     stats: TokenStats | None = None,
 ) -> list[RollingResult]:
-    """Sum of every token's log-probability over lm-eval's rolling windows, per text."""
+    """Sum of the log-probabilities of every predicted token, per text."""
     pairs: list[Pair] = []
     owner: list[int] = []
     n_tokens: list[int] = []
+    n_windows: list[int] = []
     for i, r in enumerate(requests):
-        toks = model.encode(r.text)
-        n_tokens.append(len(toks))
-        for pair in rolling_windows(toks, model.prefix_token_id, model.max_length):
-            pairs.append(pair)
-            owner.append(i)
-    remaining = [0] * len(requests)
-    for o in owner:
-        remaining[o] += 1
+        windows, n = _document_windows(model, r)
+        n_tokens.append(n)
+        n_windows.append(len(windows))
+        pairs.extend(windows)
+        owner.extend([i] * len(windows))
+    remaining = list(n_windows)
     totals = [0.0] * len(requests)
     results: list[RollingResult | None] = [None] * len(requests)
 
     def finish(i: int) -> None:
-        results[i] = RollingResult(totals[i], n_tokens[i])
+        results[i] = RollingResult(totals[i], n_tokens[i], n_windows[i])
         if on_result is not None:
             on_result(i, results[i])
 
@@ -149,8 +164,9 @@ def score_rolling(
         if remaining[o] == 0:
             finish(o)
 
-    score_pairs(model, pairs, done, stats)
-    for i, n in enumerate(n_tokens):  # an empty text has no windows
+    rows_cap = min((r.rows_per_batch for r in requests if r.rows_per_batch), default=None)
+    score_pairs(model, pairs, done, stats, max_rows=rows_cap)
+    for i, n in enumerate(n_windows):  # a text too short for any window
         if n == 0:
             finish(i)
     if stats is not None:

@@ -17,6 +17,10 @@ class TokenModel(Protocol):
         """Token ids of text, no special tokens."""
         ...
 
+    def encode_document(self, text: str) -> list[int]:
+        """Token ids of text with the tokenizer's own special tokens (as `tokenizer(text)`)."""
+        ...
+
     def decode(self, ids: Sequence[int]) -> str: ...
 
     def score_rows(

