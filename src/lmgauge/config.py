@@ -1,0 +1,180 @@
+"""Run configuration: plain data validated at the edge, with key paths in every error.
+
+Model entries take the keys OpenCompass users already write (abbr, path, tokenizer_path,
+max_seq_len, max_out_len, batch_size, model_kwargs, tokenizer_kwargs, run_cfg), so their configs
+port with little change. Config files are Python (defining `models` and `datasets`) or YAML.
+"""
+
+from __future__ import annotations
+
+import difflib
+import runpy
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# OpenCompass model keys that do not change what lmgauge computes; accepted and ignored.
+OPENCOMPASS_IGNORED_KEYS = {
+    "type", "meta_template", "batch_padding", "pad_token_id", "end_str", "generation_kwargs",
+    "min_out_len", "max_num_workers", "use_fastchat_template", "peft_path", "peft_kwargs",
+    "stop_words", "drop_middle", "mode", "sync_rank",
+}  # fmt: skip
+DTYPE_ALIASES = {
+    "torch.float32": "float32", "torch.float16": "float16", "torch.bfloat16": "bfloat16",
+    "fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "half": "float16", "float": "float32",
+}  # fmt: skip
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class ModelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["hf"] = "hf"
+    abbr: str | None = None
+    path: str
+    tokenizer_path: str | None = None
+    gguf_file: str | None = None
+    max_seq_len: int | None = Field(default=None, gt=1)
+    max_out_len: int = Field(default=256, gt=0)
+    batch_size: int | None = Field(default=None, gt=0)
+    token_budget: int | None = Field(default=None, gt=0)
+    dtype: str = "auto"
+    device: str = "auto"
+    bos: Literal["never", "always", "tokenizer"] = "never"
+    trust_remote_code: bool = False
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    tokenizer_kwargs: dict[str, Any] = Field(default_factory=dict)
+    run_cfg: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_opencompass(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = {k: v for k, v in data.items() if k not in OPENCOMPASS_IGNORED_KEYS}
+        mk = dict(data.get("model_kwargs") or {})
+        # OpenCompass puts these in model_kwargs; they are first-class here
+        for key, field in (("torch_dtype", "dtype"), ("dtype", "dtype"), ("trust_remote_code", "trust_remote_code")):
+            if key in mk:
+                data.setdefault(field, mk.pop(key))
+        if "device_map" in mk:
+            dm = mk.pop("device_map")
+            data.setdefault("device", dm if isinstance(dm, str) else "auto")
+        data["model_kwargs"] = mk
+        tk = dict(data.get("tokenizer_kwargs") or {})
+        if "trust_remote_code" in tk:
+            data.setdefault("trust_remote_code", tk.pop("trust_remote_code"))
+        for key in ("padding_side", "truncation_side", "use_fast"):
+            tk.pop(key, None)  # the engine pads and truncates itself
+        data["tokenizer_kwargs"] = tk
+        return data
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype(cls, v: str) -> str:
+        v = DTYPE_ALIASES.get(str(v), str(v))
+        if v not in ("auto", "float32", "float16", "bfloat16"):
+            raise ValueError(f"dtype {v!r} is not one of auto, float32, float16, bfloat16")
+        return v
+
+    @property
+    def name(self) -> str:
+        return self.abbr or Path(self.path).stem
+
+
+class DatasetConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(alias="abbr")
+    num_fewshot: int | None = Field(default=None, ge=0)
+    limit: int | None = Field(default=None, gt=0)
+    split: str | None = None
+    path: str | None = None
+    seed: int | None = None
+    style: Literal["windows", "rolling"] | None = None
+    seq_len: int | None = Field(default=None, gt=1)
+    bs: int | None = Field(default=None, gt=0)
+    column: str | None = None
+
+    def task_options(self) -> dict:
+        keys = ("num_fewshot", "split", "path", "seed", "style", "seq_len", "bs", "column")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[ModelConfig] = Field(min_length=1)
+    datasets: list[DatasetConfig] = Field(min_length=1)
+    work_dir: str = "outputs"
+    data_dir: str | None = None
+    limit: int | None = Field(default=None, gt=0)
+    num_fewshot: int | None = Field(default=None, ge=0)
+    seed: int = 1234
+
+    @field_validator("datasets", mode="before")
+    @classmethod
+    def _names_as_strings(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return [{"name": x} if isinstance(x, str) else x for x in v]
+        return v
+
+    @model_validator(mode="after")
+    def _unique_model_names(self) -> "RunConfig":
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"two models share the name {dupes[0]!r}: give them distinct `abbr`")
+        return self
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for e in err.errors():
+        loc = ""
+        for part in e["loc"]:
+            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            field = str(e["loc"][-1])
+            owner = {"models": ModelConfig, "datasets": DatasetConfig}.get(str(e["loc"][0]), RunConfig)
+            close = difflib.get_close_matches(field, list(owner.model_fields), n=1)
+            msg = f"unknown key {field!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+        lines.append(f"  {loc or '(top)'}: {msg}")
+    return "\n".join(lines)
+
+
+def validate(data: dict, source: str = "config") -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, source)) from None
+
+
+def read_config_file(path: str | Path) -> dict:
+    """The raw dict of a .py or .yaml config (models, datasets, and optional run keys)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    if p.suffix == ".py":
+        try:
+            ns = runpy.run_path(str(p))
+        except Exception as e:
+            raise ConfigError(f"{p}: error while executing the config: {type(e).__name__}: {e}") from e
+        keys = ("models", "datasets", "work_dir", "data_dir", "limit", "num_fewshot", "seed")
+        return {k: ns[k] for k in keys if k in ns}
+    if p.suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML: {e}") from e
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping with `models` and `datasets`")
+        return data
+    raise ConfigError(f"{p}: config files are .py or .yaml")

@@ -1,0 +1,1 @@
+"""Run directories, executing a plan, writing every answer as it arrives."""
