@@ -1,0 +1,186 @@
+"""The engine on a tiny random Llama: batching, grouping and truncation never change a number."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lmgauge.engine.batching import token_budget_batches
+from lmgauge.engine.loglikelihood import encode_pair, rolling_windows
+from lmgauge.requests import GenerateRequest, LoglikelihoodRequest, RollingRequest
+
+REQUESTS = [
+    LoglikelihoodRequest("The quick brown fox", " jumps over the lazy dog."),
+    LoglikelihoodRequest("The quick brown fox", " sleeps."),
+    LoglikelihoodRequest("Question: What is the capital of France?\nAnswer:", " Paris"),
+    LoglikelihoodRequest("Question: What is the capital of France?\nAnswer:", " B"),
+    LoglikelihoodRequest("Question: What is the capital of France?\nAnswer: ", "Paris"),  # trailing space moves
+    LoglikelihoodRequest("", "Language models assign probabilities."),
+    LoglikelihoodRequest("A. one\nB. two\nC. three\nD. four\nAnswer:", " B"),
+    LoglikelihoodRequest("ÄÖÜ ß 日本語", " emoji 🙂"),
+]
+
+
+def reference_logprob(model, request) -> tuple[float, bool]:
+    """A plain transformers forward over context+continuation, full logits, no batching."""
+    ctx, cont = encode_pair(model, request.context, request.continuation)
+    ids = torch.tensor([ctx + cont])
+    with torch.no_grad():
+        logits = model.model(ids).logits[0].float()
+    logprobs = torch.log_softmax(logits, -1)
+    total, greedy = 0.0, True
+    for k, tok in enumerate(cont):
+        pos = len(ctx) + k - 1
+        total += logprobs[pos, tok].item()
+        greedy &= logprobs[pos].argmax().item() == tok
+    return total, greedy
+
+
+def test_loglikelihood_equals_plain_forward(tiny_model):
+    results = tiny_model.loglikelihood(REQUESTS)
+    for req, res in zip(REQUESTS, results):
+        ref, ref_greedy = reference_logprob(tiny_model, req)
+        assert res.logprob == pytest.approx(ref, abs=1e-4), req
+        assert res.is_greedy == ref_greedy
+
+
+def test_batched_equals_unbatched(tiny_model):
+    saved = tiny_model.batch_size, tiny_model.token_budget
+    try:
+        tiny_model.batch_size, tiny_model.token_budget = 1, 10_000
+        one = tiny_model.loglikelihood(REQUESTS)
+        tiny_model.batch_size, tiny_model.token_budget = None, 10_000
+        many = tiny_model.loglikelihood(REQUESTS)
+        tiny_model.token_budget = 40  # forces several small batches of mixed lengths
+        small = tiny_model.loglikelihood(REQUESTS)
+    finally:
+        tiny_model.batch_size, tiny_model.token_budget = saved
+    for a, b, c in zip(one, many, small):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+        assert a.logprob == pytest.approx(c.logprob, abs=1e-4)
+        assert a.is_greedy == b.is_greedy == c.is_greedy
+
+
+def test_shared_context_single_token_choices_are_one_row(tiny_model):
+    """The four answer letters of a question share one forward."""
+    words = [" B", " one", " two", " three", " four", " the", " fox", " dog"]
+    ctx_text = "A. one\nB. two\nAnswer:"
+    single = [w for w in words if len(encode_pair(tiny_model, ctx_text, w)[1]) == 1]
+    assert len(single) >= 3, single
+    reqs = [LoglikelihoodRequest(ctx_text, w) for w in single]
+    before = tiny_model.stats.forwarded
+    res = tiny_model.loglikelihood(reqs)
+    ctx, _ = encode_pair(tiny_model, reqs[0].context, reqs[0].continuation)
+    assert tiny_model.stats.forwarded - before == len(ctx)
+    assert len({r.logprob for r in res}) == len(single)
+
+
+def test_encode_pair_follows_lm_eval():
+    class Tok:
+        prefix_token_id, bos_ids = 99, []
+
+        def encode(self, text):
+            return [ord(c) for c in text]
+
+    ctx, cont = encode_pair(Tok(), "Answer: ", "B")
+    assert ctx == [ord(c) for c in "Answer:"] and cont == [ord(" "), ord("B")]
+    assert encode_pair(Tok(), "", "hi") == ([99], [ord("h"), ord("i")])
+
+
+def test_left_truncation_is_recorded(tiny_model):
+    long_ctx = "The quick brown fox jumps over the lazy dog. " * 40
+    saved = tiny_model.max_length
+    try:
+        tiny_model.max_length = 32
+        res = tiny_model.loglikelihood([LoglikelihoodRequest(long_ctx, " Paris")])[0]
+        ctx, cont = encode_pair(tiny_model, long_ctx, " Paris")
+        assert res.truncated == len(ctx) + len(cont) - 33
+        # equals a plain forward over the last 33 tokens
+        keep = (ctx + cont)[-33:]
+        with torch.no_grad():
+            lp = torch.log_softmax(tiny_model.model(torch.tensor([keep[:-1]])).logits[0].float(), -1)
+        ref = sum(lp[len(keep) - len(cont) - 1 + k, t].item() for k, t in enumerate(cont))
+        assert res.logprob == pytest.approx(ref, abs=1e-4)
+    finally:
+        tiny_model.max_length = saved
+
+
+def test_rolling_windows_predict_every_token_once():
+    tokens = list(range(100, 237))
+    for max_len in (1, 7, 64, 137, 500):
+        windows = list(rolling_windows(tokens, 1, max_len))
+        predicted = [t for _, cont in windows for t in cont]
+        assert predicted == tokens
+        for ctx, cont in windows:
+            assert len(ctx) + len(cont) - 1 <= max_len  # the model input fits
+    # lm-eval's first window is [prefix] + tokens[:max_len-1]
+    assert next(rolling_windows(tokens, 1, 8)) == ([1], tokens[:8])
+
+
+def test_rolling_equals_sum_of_plain_forward(tiny_model):
+    text = " ".join(["The quick brown fox jumps over the lazy dog."] * 12)
+    saved = tiny_model.max_length
+    try:
+        tiny_model.max_length = 40  # several windows
+        res = tiny_model.loglikelihood_rolling([RollingRequest(text)])[0]
+    finally:
+        tiny_model.max_length = saved
+    toks = tiny_model.encode(text)
+    assert res.n_tokens == len(toks)
+    total = 0.0
+    for ctx, cont in rolling_windows(toks, tiny_model.prefix_token_id, 40):
+        full = ctx + cont
+        with torch.no_grad():
+            lp = torch.log_softmax(tiny_model.model(torch.tensor([full[:-1]])).logits[0].float(), -1)
+        total += sum(lp[len(ctx) - 1 + k, t].item() for k, t in enumerate(cont))
+    assert res.logprob == pytest.approx(total, abs=1e-3)
+
+
+def test_disjoint_windows_drop_remainder(tiny_model):
+    text = "The quick brown fox jumps over the lazy dog. " * 10
+    toks = tiny_model.encode_document(text)
+    res = tiny_model.loglikelihood_rolling([RollingRequest(text, window=16, style="disjoint", rows_per_batch=2)])[0]
+    n = len(toks) // 16
+    assert res.n_windows == n and res.n_tokens == n * 15
+    total = 0.0
+    for k in range(n):
+        w = toks[k * 16 : (k + 1) * 16]
+        with torch.no_grad():
+            lp = torch.log_softmax(tiny_model.model(torch.tensor([w])).logits[0].float(), -1)
+        total += sum(lp[p, w[p + 1]].item() for p in range(15))
+    assert res.logprob == pytest.approx(total, abs=1e-3)
+
+
+def test_token_budget_batches():
+    lengths = [5, 50, 20, 20, 49, 1]
+    batches = list(token_budget_batches(lengths, 100))
+    assert sorted(i for b in batches for i in b) == list(range(6))
+    for b in batches:
+        assert len(b) == 1 or max(lengths[i] for i in b) * len(b) <= 100
+    assert batches[0][0] == 1  # longest first
+    assert all(len(b) <= 2 for b in token_budget_batches(lengths, 10_000, max_rows=2))
+
+
+def test_generate_matches_unbatched_greedy(tiny_model):
+    prompts = ["The quick brown", "Question: What is", "A. one\nB."]
+    reqs = [GenerateRequest(p, max_new_tokens=12) for p in prompts]
+    batched = tiny_model.generate(reqs)
+    for p, res in zip(prompts, batched):
+        ids = torch.tensor([tiny_model.encode(p)])
+        with torch.no_grad():
+            out = tiny_model.model.generate(ids, max_new_tokens=12, do_sample=False, eos_token_id=None, pad_token_id=0)
+        expected = out[0, ids.shape[1] :].tolist()
+        expected = expected[: expected.index(tiny_model.eos_token_id)] if tiny_model.eos_token_id in expected else expected
+        assert res.text == tiny_model.decode(expected)
+
+
+def test_generate_stops_at_stop_string(tiny_model):
+    free = tiny_model.generate([GenerateRequest("The quick brown", max_new_tokens=20)])[0]
+    assert len(free.text) > 3
+    stop = free.text[2:4]
+    res = tiny_model.generate([GenerateRequest("The quick brown", stop=(stop,), max_new_tokens=20)])[0]
+    assert res.finish_reason == "stop"
+    assert res.text == free.text[: free.text.find(stop)]
+    assert not math.isnan(len(res.text))
