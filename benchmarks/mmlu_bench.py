@@ -1,0 +1,105 @@
+"""MMLU 5-shot through the whole lmgauge pipeline vs the model's raw forward, same run, same shapes.
+
+    python benchmarks/mmlu_bench.py [--limit 20] [--subjects a b ...] [--model PATH] [--device cpu]
+
+Prints questions/s, tokens forwarded, peak memory, and the raw forward throughput of the model at
+the batch shapes the engine used, measured in this process right after; the ratio shows what the
+pipeline (data, prompts, grouping, scoring, journaling) costs on top of the model itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+
+import torch
+
+from lmgauge.defaults import default_model_path
+from lmgauge.models.hf import HFModel
+from lmgauge.runs.rundir import RunDir
+from lmgauge.runs.runner import Progress, TaskSpec, run_task
+from lmgauge.tasks import build
+
+SUBJECTS = ["abstract_algebra", "astronomy", "high_school_us_history", "college_biology", "marketing"]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--subjects", nargs="+", default=SUBJECTS)
+    ap.add_argument("--limit", type=int, default=20)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", help="also write the figures here")
+    args = ap.parse_args()
+
+    t_load = time.perf_counter()
+    model = HFModel(args.model or default_model_path(), device=args.device, dtype="float32", name="bench")
+    t_load = time.perf_counter() - t_load
+
+    shapes: list[tuple[int, int]] = []
+    real_score_rows = model.score_rows
+
+    def recording_score_rows(rows, targets):
+        shapes.append((len(rows), max(len(r) for r in rows)))
+        return real_score_rows(rows, targets)
+
+    model.score_rows = recording_score_rows  # type: ignore[method-assign]
+    rundir = RunDir.create(tempfile.mkdtemp(prefix="lmgauge-bench-"))
+    questions = 0
+    correct = 0
+    t0 = time.perf_counter()
+    for subject in args.subjects:
+        name = f"mmlu_{subject}"
+        task = build(name)
+        samples, info = run_task(model, task, TaskSpec(name, None, {}, args.limit, lambda: task), rundir, Progress())
+        questions += len(samples)
+        correct += sum(s["correct"] for s in samples)
+    pipeline_s = time.perf_counter() - t0
+    forwarded = model.stats.forwarded
+    padded = sum(r * w for r, w in shapes)
+
+    # raw forward at the same shapes: decoder only (what the engine runs) and full logits (naive)
+    decoder = model.model.get_decoder()
+    t_raw = time.perf_counter()
+    with torch.inference_mode():
+        for rows, width in shapes:
+            decoder(input_ids=torch.randint(0, 1000, (rows, width), device=model.device), use_cache=False)
+    raw_s = time.perf_counter() - t_raw
+
+    figures = {
+        "subjects": args.subjects,
+        "limit": args.limit,
+        "questions": questions,
+        "accuracy": correct / questions,
+        "model_load_s": round(t_load, 2),
+        "pipeline_s": round(pipeline_s, 2),
+        "questions_per_s": round(questions / pipeline_s, 3),
+        "tokens_forwarded": forwarded,
+        "padded_tokens": padded,
+        "pipeline_tokens_per_s": round(forwarded / pipeline_s, 1),
+        "raw_forward_s": round(raw_s, 2),
+        "raw_padded_tokens_per_s": round(padded / raw_s, 1),
+        "pipeline_over_raw_time": round(pipeline_s / raw_s, 3),
+        "batches": len(shapes),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "device": model.device,
+        "threads": torch.get_num_threads(),
+    }
+    for k, v in figures.items():
+        print(f"{k:>24}: {v}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
