@@ -73,9 +73,9 @@ class ModelConfig(BaseModel):
         data["tokenizer_kwargs"] = tk
         return data
 
-    @field_validator("dtype")
+    @field_validator("dtype", mode="before")  # before: a Python config may give torch.float16 itself
     @classmethod
-    def _dtype(cls, v: str) -> str:
+    def _dtype(cls, v: Any) -> str:
         v = DTYPE_ALIASES.get(str(v), str(v))
         if v not in ("auto", "float32", "float16", "bfloat16"):
             raise ValueError(f"dtype {v!r} is not one of auto, float32, float16, bfloat16")
@@ -83,7 +83,8 @@ class ModelConfig(BaseModel):
 
     @property
     def name(self) -> str:
-        return self.abbr or Path(self.path).stem
+        p = Path(self.path)  # a folder's dots are part of its name (Llama-3.1-8B); a file's suffix is not
+        return self.abbr or (p.stem if p.suffix.lower() == ".gguf" else p.name)
 
 
 class DatasetConfig(BaseModel):

@@ -83,13 +83,21 @@ class CsvSource:
         return self.path.is_file()
 
     def load(self) -> list[Row]:
+        try:
+            return self._read()
+        except UnicodeDecodeError as e:
+            raise DataError(f"{self.path}: not UTF-8 text ({e})") from e
+
+    def _read(self) -> list[Row]:
         rows: list[Row] = []
         with self.path.open(newline="", encoding="utf-8") as f:
             reader = csv.reader(f)
             if self.header:
                 next(reader, None)
+            start = reader.line_num + 1
             for raw in reader:
-                line = reader.line_num
+                # a quoted field may span lines: cite the line the row starts on, not where it ends
+                line, start = start, reader.line_num + 1
                 if not raw:
                     continue
                 if len(raw) != len(self.columns):

@@ -24,7 +24,7 @@ class RawLinesSource:
         return self.path.is_file()
 
     def load(self) -> list[Row]:
-        with self.path.open(encoding="utf-8", newline="") as f:
+        with self.path.open(encoding="utf-8") as f:  # universal newlines, as the HF builder reads it
             return [{"text": line if line.strip() else ""} for line in f]
 
 
