@@ -184,3 +184,51 @@ def test_generate_stops_at_stop_string(tiny_model):
     assert res.finish_reason == "stop"
     assert res.text == free.text[: free.text.find(stop)]
     assert not math.isnan(len(res.text))
+
+
+def _shared_prefix_requests():
+    shots = "Question: What is the capital of France?\nAnswer: Paris\n\n" * 3
+    qs = ["The quick brown fox", "Language models assign", "A. one\nB. two", "ÄÖÜ ß 日本語"]
+    reqs = []
+    for q in qs:
+        for cont in (" B", " jumps over the lazy dog.", " Paris", " probabilities to sequences"):
+            reqs.append(LoglikelihoodRequest(shots + q + "\nAnswer:", cont))
+    reqs.append(LoglikelihoodRequest("unrelated short context", " here"))
+    return reqs
+
+
+def test_prefix_reuse_equals_plain_path(tiny_model):
+    reqs = _shared_prefix_requests()
+    saved = tiny_model.prefix_reuse, tiny_model.token_budget
+    try:
+        tiny_model.prefix_reuse = False
+        before = tiny_model.stats.forwarded
+        plain = tiny_model.loglikelihood(reqs)
+        plain_tokens = tiny_model.stats.forwarded - before
+        tiny_model.prefix_reuse = True
+        tiny_model.token_budget = 200  # several suffix batches per prefix
+        before = tiny_model.stats.forwarded
+        fast = tiny_model.loglikelihood(reqs)
+        fast_tokens = tiny_model.stats.forwarded - before
+    finally:
+        tiny_model.prefix_reuse, tiny_model.token_budget = saved
+    for a, b in zip(plain, fast):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+        assert a.is_greedy == b.is_greedy
+    assert fast_tokens < plain_tokens / 2
+
+
+def test_prefix_groups_split_where_sharing_pays():
+    from lmgauge.engine.prefix import prefix_groups
+
+    shared = list(range(100))
+    rows = [shared + [1000 + i] * 5 for i in range(4)] + [[7] * 50, [7] * 40 + [8] * 10, [9] * 3]
+    first = [len(r) - 1 for r in rows]
+    groups, alone = prefix_groups(rows, first)
+    by_rows = {tuple(sorted(g.rows)): g.prefix_len for g in groups}
+    assert by_rows[(0, 1, 2, 3)] == 100
+    assert by_rows[(4, 5)] == 40
+    assert alone == [6]
+    # a prefix never covers a scored position
+    groups, _ = prefix_groups(rows[:4], [30, 105, 105, 105])
+    assert groups[0].prefix_len == 30

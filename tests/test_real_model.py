@@ -74,3 +74,34 @@ def test_generate_with_stop_string(smollm2):
 
     out = smollm2.generate([GenerateRequest("The capital of France is", stop=(".",), max_new_tokens=16)])[0]
     assert out.text == " Paris" and out.finish_reason == "stop"
+
+
+def test_prefix_reuse_equals_plain_path_on_mmlu(smollm2):
+    """Shared-prefix KV reuse (the default) against whole-row forwards: max |delta| <= 1e-4 over a
+    few hundred real requests, identical predictions, and far fewer tokens forwarded."""
+    from lmgauge.scoring.metrics import acc_pred
+
+    plan = [("mmlu_astronomy", {}, 20), ("mmlu_high_school_us_history", {}, 3), ("hellaswag", {}, 15), ("arc_easy", {"split": "validation"}, 15)]
+    reqs, spans = [], []
+    for name, opts, n in plan:
+        task = build(name, **opts)
+        docs, _ = task.load()
+        for i, d in enumerate(docs[:n]):
+            r = task.requests(d, i)
+            spans.append((len(reqs), len(r)))
+            reqs += r
+    assert len(reqs) >= 200
+    try:
+        smollm2.prefix_reuse = False
+        t0 = smollm2.stats.forwarded
+        plain = smollm2.loglikelihood(reqs)
+        plain_tokens = smollm2.stats.forwarded - t0
+    finally:
+        smollm2.prefix_reuse = True
+    t0 = smollm2.stats.forwarded
+    fast = smollm2.loglikelihood(reqs)
+    fast_tokens = smollm2.stats.forwarded - t0
+    assert max(abs(a.logprob - b.logprob) for a, b in zip(plain, fast)) <= 1e-4
+    for start, n in spans:
+        assert acc_pred([r.logprob for r in plain[start : start + n]]) == acc_pred([r.logprob for r in fast[start : start + n]])
+    assert fast_tokens < 0.5 * plain_tokens

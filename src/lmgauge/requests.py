@@ -69,11 +69,13 @@ class TokenStats:
     """What a run forwarded through the model; kept by the engine, reported in run.json."""
 
     forwarded: int = 0  # tokens actually run through the model
+    naive: int = 0  # tokens a per-request run (lm-eval) would forward for the same requests
     scored: int = 0  # tokens whose logprob was read
     requests: int = 0
     extra: dict = field(default_factory=dict)
 
     def add(self, other: "TokenStats") -> None:
         self.forwarded += other.forwarded
+        self.naive += other.naive
         self.scored += other.scored
         self.requests += other.requests

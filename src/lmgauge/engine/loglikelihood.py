@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Callable, Iterator, Sequence
 
 from lmgauge.engine.batching import token_budget_batches
+from lmgauge.engine.prefix import prefix_groups
 from lmgauge.engine.protocol import TokenModel
 from lmgauge.requests import (
     LoglikelihoodRequest,
@@ -85,15 +86,46 @@ def score_pairs(
         row_requests[r].append((i, len(row_targets[r]), len(targets)))
         row_targets[r].extend(targets)
 
-    for batch in token_budget_batches([len(r) for r in rows], model.token_budget, max_rows or model.batch_size):
+    def deliver(r: int, row_scores: list[tuple[float, bool]]) -> None:
+        for i, start, n in row_requests[r]:
+            part = row_scores[start : start + n]
+            on_done(i, float(sum(lp for lp, _ in part)), all(g for _, g in part), truncated[i])
+
+    if stats is not None:
+        stats.naive += sum(len(pairs[i][0]) + len(pairs[i][1]) - 1 - truncated[i] for i in range(len(pairs)))
+    rows_cap = max_rows or model.batch_size
+    if getattr(model, "prefix_reuse", False):
+        first_scored = [min(p for p, _ in t) for t in row_targets]
+        groups, alone = prefix_groups(rows, first_scored)
+    else:
+        groups, alone = [], list(range(len(rows)))
+
+    for batch in token_budget_batches([len(rows[r]) for r in alone], model.token_budget, rows_cap):
+        batch = [alone[k] for k in batch]
         scores = model.score_rows([rows[r] for r in batch], [row_targets[r] for r in batch])
         if stats is not None:
             stats.forwarded += sum(len(rows[r]) for r in batch)
             stats.scored += sum(len(row_targets[r]) for r in batch)
         for r, row_scores in zip(batch, scores):
-            for i, start, n in row_requests[r]:
-                part = row_scores[start : start + n]
-                on_done(i, float(sum(lp for lp, _ in part)), all(g for _, g in part), truncated[i])
+            deliver(r, row_scores)
+
+    for group in groups:
+        p = group.prefix_len
+        state = model.prefix_state(rows[group.rows[0]][:p])
+        if stats is not None:
+            stats.forwarded += p
+        # each row of a batch holds its own copy of the prefix's KV cache: prefix + suffix count
+        # against the token budget
+        for batch in token_budget_batches([len(rows[r]) for r in group.rows], model.token_budget, rows_cap):
+            batch = [group.rows[k] for k in batch]
+            suffixes = [rows[r][p:] for r in batch]
+            targets = [[(pos - p, tok) for pos, tok in row_targets[r]] for r in batch]
+            scores = model.score_rows_after_prefix(state, p, suffixes, targets)
+            if stats is not None:
+                stats.forwarded += sum(len(s) for s in suffixes)
+                stats.scored += sum(len(t) for t in targets)
+            for r, row_scores in zip(batch, scores):
+                deliver(r, row_scores)
 
 
 def score_loglikelihood(

@@ -56,6 +56,7 @@ class HFModel:
         max_seq_len: int | None = None,
         batch_size: int | None = None,
         token_budget: int | None = None,
+        prefix_reuse: bool = True,
         model_kwargs: dict | None = None,
         tokenizer_kwargs: dict | None = None,
     ) -> None:
@@ -101,6 +102,7 @@ class HFModel:
             self.bos_ids = []
         self.max_length = int(max_seq_len or _config_max_length(self.model.config, tok))
         self.batch_size = batch_size
+        self.prefix_reuse = prefix_reuse  # off: every row forwarded whole (the plain path, for checking)
         self.token_budget = int(
             token_budget or (DEFAULT_GPU_TOKEN_BUDGET if self.device.startswith("cuda") else DEFAULT_CPU_TOKEN_BUDGET)
         )
@@ -147,7 +149,12 @@ class HFModel:
             hidden = self._decoder(
                 input_ids=ids.to(self.device), attention_mask=mask.to(self.device), use_cache=False
             ).last_hidden_state
-            # project to the vocabulary only where a token is scored
+        return self._score_hidden(hidden, targets)
+
+    def _score_hidden(self, hidden, targets):
+        """Log-probabilities of target tokens, projecting to the vocabulary only where one is scored."""
+        torch = self._torch
+        with torch.inference_mode():
             row_idx = torch.tensor([k for k, t in enumerate(targets) for _ in t], device=self.device)
             pos_idx = torch.tensor([p for t in targets for p, _ in t], device=self.device)
             tok_idx = torch.tensor([tok for t in targets for _, tok in t], device=self.device)
@@ -160,6 +167,39 @@ class HFModel:
             out.append(list(zip(picked[at : at + len(t)], greedy[at : at + len(t)])))
             at += len(t)
         return out
+
+    def prefix_state(self, prefix: Sequence[int]):
+        """KV cache of one shared prefix (batch of 1)."""
+        torch = self._torch
+        with torch.inference_mode():
+            out = self._decoder(input_ids=torch.tensor([list(prefix)], device=self.device), use_cache=True)
+        return out.past_key_values
+
+    def score_rows_after_prefix(self, state, prefix_len: int, rows, targets):
+        """score_rows for rows that all continue the prefix held in `state`; target positions are
+        relative to the suffix start."""
+        from transformers import DynamicCache
+
+        torch = self._torch
+        n, width = len(rows), max(len(r) for r in rows)
+        ids = torch.zeros((n, width), dtype=torch.long)
+        mask = torch.zeros((n, prefix_len + width), dtype=torch.long)
+        mask[:, :prefix_len] = 1
+        for k, r in enumerate(rows):
+            ids[k, : len(r)] = torch.tensor(r)
+            mask[k, prefix_len : prefix_len + len(r)] = 1
+        layers = [(layer.keys.expand(n, -1, -1, -1), layer.values.expand(n, -1, -1, -1)) for layer in state.layers]
+        cache = DynamicCache(ddp_cache_data=layers, config=self.model.config)
+        positions = torch.arange(prefix_len, prefix_len + width).unsqueeze(0).expand(n, -1)
+        with torch.inference_mode():
+            hidden = self._decoder(
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                position_ids=positions.to(self.device),
+                past_key_values=cache,
+                use_cache=True,
+            ).last_hidden_state
+        return self._score_hidden(hidden, targets)
 
     def decode_step(self, input_ids, attention_mask, position_ids, cache):
         torch = self._torch
@@ -201,5 +241,6 @@ class HFModel:
             "bos": self.bos_policy,
             "batch_size": self.batch_size,
             "token_budget": self.token_budget,
+            "prefix_reuse": self.prefix_reuse,
             "load_seconds": round(self.load_seconds, 3),
         }
