@@ -141,7 +141,7 @@ def test_cwd_data_folder_is_a_root_after_env(tmp_path, monkeypatch):
 
 
 def _line_cited(msg: str, line: int) -> bool:
-    return bool(re.search(rf"(:{line}:|row {line}:)", msg))
+    return bool(re.search(rf"(:{line}:|line {line}:)", msg))
 
 
 def test_mmlu_csv_wrong_column_count_names_file_and_line(tmp_path):

@@ -58,6 +58,14 @@ def _setup_logging(debug: bool, log_file: Path | None = None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _close_log_files() -> None:
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if isinstance(h, logging.FileHandler):
+            root.removeHandler(h)
+            h.close()
+
+
 def _raw_config(args) -> dict:
     from lmgauge.config import read_config_file
     from lmgauge.defaults import DEFAULT_SUITE, default_model
@@ -106,6 +114,9 @@ def cmd_run(args) -> int:
         cfg = validate(raw, args.config or "command line")
         set_data_dir(cfg.data_dir)
         specs = plan_tasks(cfg)
+        for m in cfg.models:
+            if not Path(m.path).expanduser().exists():
+                raise FileNotFoundError(f"model {m.name}: path {m.path!r} does not exist (an HF model folder or a .gguf file)")
     except (ConfigError, UnknownTask, FileNotFoundError, ValueError) as e:
         log.error("%s", e)
         return 2
@@ -143,6 +154,7 @@ def cmd_run(args) -> int:
     manifest.finish(status if not failed else f"{status} ({failed} task(s) failed)")
     print_summary(models, rows)
     log.info("wrote %s", rundir.root)
+    _close_log_files()
     return 130 if status == "interrupted" else (1 if failed else 0)
 
 

@@ -83,7 +83,7 @@ class ModelConfig(BaseModel):
 
     @property
     def name(self) -> str:
-        p = Path(self.path)  # a folder's dots are part of its name (Llama-3.1-8B); a file's suffix is not
+        p = Path(self.path).expanduser().resolve()  # a folder's dots are part of its name (Llama-3.1-8B); a file's suffix is not
         return self.abbr or (p.stem if p.suffix.lower() == ".gguf" else p.name)
 
 

@@ -90,7 +90,7 @@ class CsvSource:
 
     def _read(self) -> list[Row]:
         rows: list[Row] = []
-        with self.path.open(newline="", encoding="utf-8") as f:
+        with self.path.open(newline="", encoding="utf-8-sig") as f:  # -sig: CSVs saved by Excel start with a BOM
             reader = csv.reader(f)
             if self.header:
                 next(reader, None)

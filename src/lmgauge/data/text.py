@@ -78,7 +78,7 @@ def text_source(path: str | Path) -> Source:
     p = Path(path).expanduser()
     if p.suffix == ".parquet":
         return ParquetSource(p)
-    if p.suffix in (".jsonl", ".gz") or p.name.endswith(".jsonl.gz"):
+    if p.suffix == ".jsonl" or p.name.endswith(".jsonl.gz"):
         return JsonlDocsSource(p)
     if p.is_dir() and ((p / "state.json").is_file() or (p / "dataset_dict.json").is_file()):
         return DiskSource(p)

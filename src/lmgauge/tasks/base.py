@@ -53,15 +53,17 @@ class DocSet:
             raise DataError(f"{where}: the {self.what} split is empty")
         docs = []
         for i, row in enumerate(rows):
+            # CSV rows know their line in the file; other formats are numbered from 1
+            at = f"line {row['_source_line']}" if isinstance(row, dict) and "_source_line" in row else f"row {i + 1}"
+            if not isinstance(row, dict):
+                raise DataError(f"{where}: {at}: expected a mapping of columns, got {type(row).__name__}")
             missing = [k for k in self.required if k not in row]
             if missing:
-                line = row.get("_source_line", i)
-                raise DataError(f"{where}: row {line}: missing {', '.join(missing)}")
+                raise DataError(f"{where}: {at}: missing {', '.join(missing)}")
             try:
                 docs.append(self.convert(row) if self.convert else row)
             except (KeyError, ValueError, IndexError, TypeError) as e:
-                line = row.get("_source_line", i)
-                raise DataError(f"{where}: row {line}: {type(e).__name__}: {e}") from e
+                raise DataError(f"{where}: {at}: {type(e).__name__}: {e}") from e
         return docs, where
 
 

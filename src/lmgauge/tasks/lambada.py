@@ -24,7 +24,7 @@ def lambada_doc(row: dict) -> dict:
 def make_lambada(split: str = "test", path: str | None = None, **_) -> TargetTask:
     def candidates():
         out = []
-        if path and Path(path).suffix in (".jsonl", ".gz"):
+        if path and (path.endswith(".jsonl") or path.endswith(".jsonl.gz")):
             out.append(JsonlDocsSource(Path(path)))
             path_arg = None
         else:
