@@ -102,7 +102,7 @@ def cmd_run(args) -> int:
     from lmgauge.models import ModelError, build_model
     from lmgauge.report.console import RichProgress, print_summary
     from lmgauge.report.summary import write_summary
-    from lmgauge.runs.manifest import Manifest
+    from lmgauge.runs.manifest import Manifest, peak_memory
     from lmgauge.runs.plan import plan_tasks
     from lmgauge.runs.rundir import RunDir
     from lmgauge.runs.runner import run_model_tasks
@@ -144,8 +144,11 @@ def cmd_run(args) -> int:
             outcomes = run_model_tasks(model, specs, rundir, manifest, RichProgress())
             failed += sum(not o.ok for o in outcomes)
             manifest.data["models"][mcfg.name]["tokens"] = {
-                "forwarded": model.stats.forwarded, "scored": model.stats.scored, "requests": model.stats.requests
+                "forwarded": model.stats.forwarded, "per_request_baseline": model.stats.naive,
+                "scored": model.stats.scored, "requests": model.stats.requests,
             }  # fmt: skip
+            manifest.data["models"][mcfg.name]["peak_memory"] = peak_memory()
+            manifest.data["models"][mcfg.name]["eval_s"] = round(time.perf_counter() - t0, 3)
             del model
     except KeyboardInterrupt:
         status = "interrupted"

@@ -24,6 +24,21 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+def peak_memory() -> dict:
+    """Peak resident memory of this process so far, and of the CUDA allocator where there is one."""
+    import resource
+
+    out = {"rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            out["cuda_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    except ImportError:
+        pass
+    return out
+
+
 def git_sha() -> str | None:
     """The commit of the lmgauge source tree, when it runs from a checkout."""
     here = Path(__file__).resolve().parent

@@ -87,6 +87,7 @@ def run_task(model: LanguageModel, task: Task, spec: TaskSpec, rundir: RunDir, p
         docs = docs[: spec.limit]
     t_load = time.perf_counter() - t0
 
+    t_build = time.perf_counter()
     requests: list = []
     owner: list[int] = []
     per_doc: list[list] = []
@@ -100,7 +101,8 @@ def run_task(model: LanguageModel, task: Task, spec: TaskSpec, rundir: RunDir, p
         first_of.setdefault(d, j)
     remaining = [len(x) for x in per_doc]
     samples: list[dict] = []
-    stats_before = TokenStats(**{k: getattr(model.stats, k) for k in ("forwarded", "scored", "requests")})
+    t_build = time.perf_counter() - t_build
+    stats_before = TokenStats(**{k: getattr(model.stats, k) for k in ("forwarded", "naive", "scored", "requests")})
 
     progress.start(f"{model.name} | {task.name}", len(docs))
     t1 = time.perf_counter()
@@ -141,9 +143,10 @@ def run_task(model: LanguageModel, task: Task, spec: TaskSpec, rundir: RunDir, p
         "options": spec.options,
         "truncated_samples": sum(1 for s in samples if s.get("truncated")),
         "metrics": task.aggregate(samples) if samples else {},
-        "timing": {"load_data_s": round(t_load, 3), "model_s": round(t_model, 3)},
+        "timing": {"load_data_s": round(t_load, 3), "build_requests_s": round(t_build, 3), "model_s": round(t_model, 3)},
         "tokens": {
             "forwarded": stats.forwarded - stats_before.forwarded,
+            "per_request_baseline": stats.naive - stats_before.naive,
             "scored": stats.scored - stats_before.scored,
             "requests": stats.requests - stats_before.requests,
         },
