@@ -23,8 +23,45 @@ from lmgauge.requests import (
 log = logging.getLogger(__name__)
 
 BOS_POLICIES = ("never", "always", "tokenizer")
-DEFAULT_CPU_TOKEN_BUDGET = 8192
-DEFAULT_GPU_TOKEN_BUDGET = 65536
+# Caps on the memory-derived budget: on a CPU larger batches buy nothing but padding; on a GPU
+# past this the throughput is flat and a long first batch only delays the first results.
+CPU_TOKEN_BUDGET_CAP = 8192
+GPU_TOKEN_BUDGET_CAP = 131072
+MEMORY_SHARE = 0.3  # of the free memory a batch may take
+
+
+def _free_memory_bytes(device: str) -> int | None:
+    import torch
+
+    if device.startswith("cuda"):
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return int(free)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def auto_token_budget(config, device: str, dtype_bytes: int, width: int = 2048) -> int:
+    """Padded tokens per forward that fit in a share of free memory, from the model's shapes:
+    per token, the layer activations, a copy of the shared prefix's KV cache, and one row of
+    attention scores over `width` keys (the eager/math attention path materializes them)."""
+    hidden = getattr(config, "hidden_size", 4096)
+    inter = getattr(config, "intermediate_size", 4 * hidden)
+    layers = getattr(config, "num_hidden_layers", 32)
+    heads = getattr(config, "num_attention_heads", 32)
+    kv_heads = getattr(config, "num_key_value_heads", heads) or heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    per_token = dtype_bytes * (6 * hidden + 3 * inter + 2 * layers * kv_heads * head_dim + heads * width)
+    cap = GPU_TOKEN_BUDGET_CAP if device.startswith("cuda") else CPU_TOKEN_BUDGET_CAP
+    free = _free_memory_bytes(device)
+    if free is None:
+        return min(cap, 4096)
+    return max(256, min(cap, int(free * MEMORY_SHARE / per_token)))
 
 
 def _config_max_length(config: Any, tokenizer: Any) -> int:
@@ -104,7 +141,7 @@ class HFModel:
         self.batch_size = batch_size
         self.prefix_reuse = prefix_reuse  # off: every row forwarded whole (the plain path, for checking)
         self.token_budget = int(
-            token_budget or (DEFAULT_GPU_TOKEN_BUDGET if self.device.startswith("cuda") else DEFAULT_CPU_TOKEN_BUDGET)
+            token_budget or auto_token_budget(self.model.config, self.device, self.model.dtype.itemsize)
         )
         self._stats = TokenStats()
         self._decoder = self.model.get_decoder()
