@@ -232,3 +232,23 @@ def test_prefix_groups_split_where_sharing_pays():
     # a prefix never covers a scored position
     groups, _ = prefix_groups(rows[:4], [30, 105, 105, 105])
     assert groups[0].prefix_len == 30
+
+
+def test_generation_with_shared_prefix_and_early_finishers_equals_alone(tiny_model):
+    shots = "Question: What is the capital of France?\nAnswer: Paris\n\n" * 3
+    prompts = [shots + q for q in ("The quick brown", "Question: What is", "A. one\nB.", "ÄÖÜ ß")]
+    lengths = [3, 12, 7, 1]  # rows finish at different steps and leave the batch
+    reqs = [GenerateRequest(p, max_new_tokens=n) for p, n in zip(prompts, lengths)]
+    saved = tiny_model.prefix_reuse
+    try:
+        tiny_model.prefix_reuse = True
+        before = tiny_model.stats.forwarded
+        shared = tiny_model.generate(reqs)
+        shared_tokens = tiny_model.stats.forwarded - before
+        tiny_model.prefix_reuse = False
+        alone = [tiny_model.generate([r])[0] for r in reqs]
+    finally:
+        tiny_model.prefix_reuse = saved
+    assert [r.text for r in shared] == [r.text for r in alone]
+    assert [r.n_tokens for r in shared] == [r.n_tokens for r in alone]
+    assert shared_tokens < sum(len(tiny_model.encode(p)) for p in prompts)

@@ -1,10 +1,17 @@
-"""Batched greedy decoding over a KV cache, with stop strings checked as text grows."""
+"""Batched greedy decoding over a KV cache.
+
+Prompts that share a token prefix (few-shot exemplars) have it forwarded once; its KV cache is
+copied into each batch. Rows are left-padded between the prefix and their own tokens, with their
+own position ids, so every row decodes exactly as it would alone. Stop strings are checked on the
+decoded text as it grows; finished rows leave the batch (and the cache) at once.
+"""
 
 from __future__ import annotations
 
 from typing import Callable, Sequence
 
 from lmgauge.engine.batching import token_budget_batches
+from lmgauge.engine.prefix import prefix_groups
 from lmgauge.engine.protocol import TokenModel
 from lmgauge.requests import GenerateRequest, GenerateResult, TokenStats
 
@@ -14,14 +21,67 @@ def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
+def _decode_batch(
+    model: TokenModel,
+    state,
+    prefix_len: int,
+    rows: list[list[int]],
+    reqs: list[GenerateRequest],
+    stats: TokenStats | None,
+) -> list[tuple[str, int, str]]:
+    """Greedy-decode rows (each continuing the prefix in `state`, if any); (text, tokens, reason)."""
+    import torch
+
+    n, width = len(rows), max(len(r) for r in rows)
+    pad = model.eos_token_id if model.eos_token_id is not None else 0
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+    own = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    mask = torch.cat([torch.ones(n, prefix_len, dtype=own.dtype), own], dim=-1)
+    positions = prefix_len + (own.cumsum(-1) - 1).clamp(min=0)
+    cache = model.expand_state(state, n) if state is not None else None
+
+    out: list[tuple[str, int, str] | None] = [None] * n
+    tokens: list[list[int]] = [[] for _ in rows]
+    live = list(range(n))  # batch row -> request index within this batch
+    step_ids = ids
+    while live:
+        logits, cache = model.decode_step(step_ids, mask, positions, cache)
+        if stats is not None:
+            stats.forwarded += int(step_ids.numel())
+        nxt = logits.argmax(-1).tolist()
+        keep = []
+        for b, k in enumerate(live):
+            req = reqs[k]
+            if nxt[b] == model.eos_token_id:
+                out[k] = (model.decode(tokens[k]), len(tokens[k]), "eos")
+                continue
+            tokens[k].append(nxt[b])
+            # decode the whole tail: single token pieces can split multi-byte characters
+            text, hit = _cut_at_stop(model.decode(tokens[k]), req.stop)
+            if hit:
+                out[k] = (text, len(tokens[k]), "stop")
+            elif len(tokens[k]) >= req.max_new_tokens:
+                out[k] = (text, len(tokens[k]), "length")
+            else:
+                keep.append(b)
+        if not keep:
+            break
+        if len(keep) < len(live):
+            cache = model.select_rows(cache, keep)
+            mask, positions = mask[keep], positions[keep]
+        live = [live[b] for b in keep]
+        step_ids = torch.tensor([[tokens[k][-1]] for k in live])
+        mask = torch.cat([mask, torch.ones(len(live), 1, dtype=mask.dtype)], dim=-1)
+        positions = positions[:, -1:] + 1
+    return out  # type: ignore[return-value]
+
+
 def generate_greedy(
     model: TokenModel,
     requests: Sequence[GenerateRequest],
     on_result: Callable[[int, GenerateResult], None] | None = None,
     stats: TokenStats | None = None,
 ) -> list[GenerateResult]:
-    import torch
-
     prompts: list[list[int]] = []
     truncated: list[int] = []
     for r in requests:
@@ -30,51 +90,31 @@ def generate_greedy(
         truncated.append(max(0, len(ids) - room))
         prompts.append(ids[-room:])
     results: list[GenerateResult | None] = [None] * len(requests)
-    budget_lengths = [len(p) + r.max_new_tokens for p, r in zip(prompts, requests)]
 
-    for batch in token_budget_batches(budget_lengths, model.token_budget, model.batch_size):
-        width = max(len(prompts[i]) for i in batch)
-        pad = model.eos_token_id if model.eos_token_id is not None else 0
-        # left padding keeps every row's next token at the last position
-        ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in batch])
-        mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in batch])
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out_tokens: list[list[int]] = [[] for _ in batch]
-        texts = [""] * len(batch)
-        reasons = ["length"] * len(batch)
-        active = [True] * len(batch)
-        limit = max(requests[i].max_new_tokens for i in batch)
-        cache = None
-        step_ids = ids
-        for _ in range(limit):
-            logits, cache = model.decode_step(step_ids, mask, positions, cache)
-            if stats is not None:
-                stats.forwarded += int(step_ids.numel())
-            nxt = logits.argmax(-1).tolist()
-            for k, i in enumerate(batch):
-                if not active[k]:
-                    continue
-                req = requests[i]
-                if nxt[k] == model.eos_token_id:
-                    active[k], reasons[k] = False, "eos"
-                    continue
-                out_tokens[k].append(nxt[k])
-                # decode the whole tail: token pieces alone can split multi-byte characters
-                texts[k] = model.decode(out_tokens[k])
-                texts[k], hit = _cut_at_stop(texts[k], req.stop)
-                if hit:
-                    active[k], reasons[k] = False, "stop"
-                elif len(out_tokens[k]) >= req.max_new_tokens:
-                    active[k] = False
-            if not any(active):
-                break
-            step_ids = torch.tensor(nxt).unsqueeze(-1)
-            mask = torch.cat([mask, torch.ones(len(batch), 1, dtype=mask.dtype)], dim=-1)
-            positions = positions[:, -1:] + 1
-        for k, i in enumerate(batch):
-            results[i] = GenerateResult(texts[k], len(out_tokens[k]), truncated[i], reasons[k])
+    def finish(indices: list[int], outs: list[tuple[str, int, str]]) -> None:
+        for i, (text, n, reason) in zip(indices, outs):
+            results[i] = GenerateResult(text, n, truncated[i], reason)
             if on_result is not None:
                 on_result(i, results[i])
+
+    if getattr(model, "prefix_reuse", False):
+        groups, alone = prefix_groups(prompts, [len(p) - 1 for p in prompts])
+    else:
+        groups, alone = [], list(range(len(prompts)))
+    budget = [len(p) + requests[i].max_new_tokens for i, p in enumerate(prompts)]
+
+    for batch in token_budget_batches([budget[i] for i in alone], model.token_budget, model.batch_size):
+        idx = [alone[k] for k in batch]
+        finish(idx, _decode_batch(model, None, 0, [prompts[i] for i in idx], [requests[i] for i in idx], stats))
+    for group in groups:
+        p = group.prefix_len
+        state = model.prefix_state(prompts[group.rows[0]][:p])
+        if stats is not None:
+            stats.forwarded += p
+        for batch in token_budget_batches([budget[i] for i in group.rows], model.token_budget, model.batch_size):
+            idx = [group.rows[k] for k in batch]
+            rows = [prompts[i][p:] for i in idx]
+            finish(idx, _decode_batch(model, state, p, rows, [requests[i] for i in idx], stats))
     if stats is not None:
         stats.requests += len(requests)
     return results  # type: ignore[return-value]

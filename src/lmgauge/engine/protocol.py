@@ -30,6 +30,26 @@ class TokenModel(Protocol):
         log-probability of that token given row[:position+1], and whether it is the argmax."""
         ...
 
+    prefix_reuse: bool  # share the KV cache of common prompt prefixes
+
+    def prefix_state(self, prefix: Sequence[int]) -> Any:
+        """KV cache of one token prefix."""
+        ...
+
+    def score_rows_after_prefix(
+        self, state: Any, prefix_len: int, rows: Sequence[Sequence[int]], targets: Sequence[Sequence[tuple[int, int]]]
+    ) -> list[list[tuple[float, bool]]]:
+        """score_rows for rows continuing the prefix in `state`; positions relative to the suffix."""
+        ...
+
+    def expand_state(self, state: Any, n: int) -> Any:
+        """A cache with the prefix in `state` for n rows."""
+        ...
+
+    def select_rows(self, cache: Any, rows: list[int]) -> Any:
+        """Keep only these batch rows of a cache."""
+        ...
+
     def decode_step(self, input_ids: Any, attention_mask: Any, position_ids: Any, cache: Any) -> tuple[Any, Any]:
         """Forward new tokens over a KV cache; returns (logits at the last position, cache)."""
         ...

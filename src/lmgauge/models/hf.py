@@ -215,8 +215,6 @@ class HFModel:
     def score_rows_after_prefix(self, state, prefix_len: int, rows, targets):
         """score_rows for rows that all continue the prefix held in `state`; target positions are
         relative to the suffix start."""
-        from transformers import DynamicCache
-
         torch = self._torch
         n, width = len(rows), max(len(r) for r in rows)
         ids = torch.zeros((n, width), dtype=torch.long)
@@ -225,8 +223,7 @@ class HFModel:
         for k, r in enumerate(rows):
             ids[k, : len(r)] = torch.tensor(r)
             mask[k, prefix_len : prefix_len + len(r)] = 1
-        layers = [(layer.keys.expand(n, -1, -1, -1), layer.values.expand(n, -1, -1, -1)) for layer in state.layers]
-        cache = DynamicCache(ddp_cache_data=layers, config=self.model.config)
+        cache = self.expand_state(state, n)
         positions = torch.arange(prefix_len, prefix_len + width).unsqueeze(0).expand(n, -1)
         with torch.inference_mode():
             hidden = self._decoder(
@@ -237,6 +234,17 @@ class HFModel:
                 use_cache=True,
             ).last_hidden_state
         return self._score_hidden(hidden, targets)
+
+    def expand_state(self, state, n: int):
+        """A fresh cache holding the prefix in `state` for n rows (views until the first update)."""
+        from transformers import DynamicCache
+
+        layers = [(layer.keys.expand(n, -1, -1, -1), layer.values.expand(n, -1, -1, -1)) for layer in state.layers]
+        return DynamicCache(ddp_cache_data=layers, config=self.model.config)
+
+    def select_rows(self, cache, rows: list[int]):
+        cache.batch_select_indices(self._torch.tensor(rows, device=self.device))
+        return cache
 
     def decode_step(self, input_ids, attention_mask, position_ids, cache):
         torch = self._torch
