@@ -174,7 +174,8 @@ class HFModel:
             logits = self._torch.tanh(logits / self._softcap) * self._softcap
         return logits.float()
 
-    def score_rows(self, rows, targets):
+    def _right_padded(self, rows):
+        """(ids, mask) of rows padded on the right; a causal model never looks at the padding."""
         torch = self._torch
         width = max(len(r) for r in rows)
         ids = torch.zeros((len(rows), width), dtype=torch.long)
@@ -182,6 +183,11 @@ class HFModel:
         for k, r in enumerate(rows):
             ids[k, : len(r)] = torch.tensor(r)
             mask[k, : len(r)] = 1
+        return ids, mask
+
+    def score_rows(self, rows, targets):
+        torch = self._torch
+        ids, mask = self._right_padded(rows)
         with torch.inference_mode():
             hidden = self._decoder(
                 input_ids=ids.to(self.device), attention_mask=mask.to(self.device), use_cache=False
@@ -216,13 +222,9 @@ class HFModel:
         """score_rows for rows that all continue the prefix held in `state`; target positions are
         relative to the suffix start."""
         torch = self._torch
-        n, width = len(rows), max(len(r) for r in rows)
-        ids = torch.zeros((n, width), dtype=torch.long)
-        mask = torch.zeros((n, prefix_len + width), dtype=torch.long)
-        mask[:, :prefix_len] = 1
-        for k, r in enumerate(rows):
-            ids[k, : len(r)] = torch.tensor(r)
-            mask[k, prefix_len : prefix_len + len(r)] = 1
+        ids, own = self._right_padded(rows)
+        n, width = ids.shape
+        mask = torch.cat([torch.ones((n, prefix_len), dtype=own.dtype), own], dim=-1)
         cache = self.expand_state(state, n)
         positions = torch.arange(prefix_len, prefix_len + width).unsqueeze(0).expand(n, -1)
         with torch.inference_mode():
