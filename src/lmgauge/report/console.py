@@ -48,34 +48,52 @@ def print_summary(models: list[str], rows: list[dict]) -> None:
 
 
 def print_task_list(pattern: str | None) -> None:
-    from lmgauge.data import DataNotFound
-    from lmgauge.tasks.registry import REGISTRY
+    """One row per task; families with many members (MMLU's 57 subjects) fold into one row
+    unless a pattern asks for them."""
     import lmgauge.tasks  # noqa: F401
+    from lmgauge.tasks.registry import REGISTRY
 
     table = Table(title="lmgauge tasks")
-    for col in ("task", "family", "modes", "data", "description"):
+    for col in ("task", "modes", "data", "description"):
         table.add_column(col)
+    families: dict[str, list[str]] = {}
     for name, info in sorted(REGISTRY.tasks.items()):
-        if pattern and pattern not in name:
+        if not pattern or pattern in name:
+            families.setdefault(info.family, []).append(name)
+    for family, names in sorted(families.items()):
+        info = REGISTRY.tasks[names[0]]
+        if len(names) > 5 and not pattern:
+            found = sum(_data_status(n).startswith("found") for n in names)
+            table.add_row(f"{family}_<subject> ({len(names)} tasks)", ",".join(info.modes), f"{found}/{len(names)} found", info.description)
             continue
-        try:
-            task = info.factory()
-            found = _data_status(task)
-        except (ValueError, DataNotFound) as e:
-            found = f"needs options ({str(e).splitlines()[0][:40]})"
-        table.add_row(name, info.family, ",".join(info.modes), found, info.description)
+        for name in names:
+            table.add_row(name, ",".join(REGISTRY.tasks[name].modes), _data_status(name), REGISTRY.tasks[name].description)
     Console().print(table)
     groups = [f"{g} ({len(m)})" for g, m in sorted(REGISTRY.groups.items()) if not pattern or pattern in g]
     if groups:
         Console().print("groups: " + ", ".join(groups))
 
 
-def _data_status(task) -> str:
-    from lmgauge.data.sources import HubSource
+def _short(where: str) -> str:
+    """Paths inside site-packages shown from the package folder on."""
+    marker = "site-packages/"
+    return "pkg " + where.split(marker, 1)[1] if marker in where else where
 
-    for src in task.docs.candidates():
-        if isinstance(src, HubSource):
-            continue  # asking the hub for every task would take minutes offline
-        if src.exists():
-            return "found: " + src.describe()
+
+def _data_status(name: str) -> str:
+    from lmgauge.data.sources import HubSource
+    from lmgauge.tasks.registry import REGISTRY
+
+    factory = REGISTRY.tasks[name].factory
+    for options in ({}, {"split": "validation"}):
+        try:
+            task = factory(**options)
+        except (TypeError, ValueError) as e:
+            return f"needs options: {e}"
+        for src in task.docs.candidates():
+            if isinstance(src, HubSource):
+                continue  # asking the hub for every task would take minutes offline
+            if src.exists():
+                found = "found: " + _short(src.describe())
+                return found if not options else f"split=validation {found}"
     return "missing"
