@@ -38,7 +38,7 @@ CASES = {
 }
 PRESENT = [k for k in CASES if (FIXTURES / f"{k}.json").is_file()]
 # MMLU 5-shot subjects are long: the full-model comparison runs on the first docs only
-MODEL_DOCS = {"mmlu_high_school_us_history_5shot": 12}
+MODEL_DOCS = {"mmlu_high_school_us_history_5shot": 10, "mmlu_astronomy_5shot": 20, "mmlu_college_biology_5shot": 20}
 MODEL_DOCS_DEFAULT = 40
 
 
@@ -83,7 +83,8 @@ def test_loglikelihoods_predictions_and_accuracy_match(name, smollm2):
     for row, (start, n) in zip(rows, spans):
         ours = results[start : start + n]
         worst = max([worst] + [abs(a.logprob - b) for a, b in zip(ours, row["logprobs"])])
-        assert [r.is_greedy for r in ours] == row["is_greedy"], row["doc_id"]
+        if "is_greedy" in row:
+            assert [r.is_greedy for r in ours] == row["is_greedy"], row["doc_id"]
         rec = task.score(docs[row["doc_id"]], row["doc_id"], ours)
         if "pred" in row:
             assert rec["pred"] == row["pred"], row["doc_id"]
@@ -96,4 +97,5 @@ def test_loglikelihoods_predictions_and_accuracy_match(name, smollm2):
     if len(rows) == len(fx["docs"]):  # the whole reference set: the accuracy itself
         agg = task.aggregate([task.score(docs[r["doc_id"]], r["doc_id"], results[s : s + n]) for r, (s, n) in zip(rows, spans)])
         assert agg["acc"]["value"] == pytest.approx(fx["metrics"]["acc,none"], abs=1e-9)
-        assert agg["acc"]["stderr"] == pytest.approx(fx["metrics"]["acc_stderr,none"], rel=1e-6)
+        if "acc_stderr,none" in fx["metrics"]:
+            assert agg["acc"]["stderr"] == pytest.approx(fx["metrics"]["acc_stderr,none"], rel=1e-6)
