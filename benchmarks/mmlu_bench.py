@@ -44,14 +44,26 @@ def main() -> int:
     model = HFModel(args.model or default_model_path(), device=args.device, dtype="float32", name="bench")
     t_load = time.perf_counter() - t_load
 
-    shapes: list[tuple[int, int]] = []
-    real_score_rows = model.score_rows
+    # every forward the engine makes, by kind: ("plain", rows, width), ("prefix", 1, width) and
+    # ("suffix", rows, width, prefix_len) for rows run over a shared prefix's KV cache
+    shapes: list[tuple] = []
+    real_score_rows, real_prefix_state, real_after = model.score_rows, model.prefix_state, model.score_rows_after_prefix
 
     def recording_score_rows(rows, targets):
-        shapes.append((len(rows), max(len(r) for r in rows)))
+        shapes.append(("plain", len(rows), max(len(r) for r in rows)))
         return real_score_rows(rows, targets)
 
+    def recording_prefix_state(prefix):
+        shapes.append(("prefix", 1, len(prefix)))
+        return real_prefix_state(prefix)
+
+    def recording_after(state, prefix_len, rows, targets):
+        shapes.append(("suffix", len(rows), max(len(r) for r in rows), prefix_len))
+        return real_after(state, prefix_len, rows, targets)
+
     model.score_rows = recording_score_rows  # type: ignore[method-assign]
+    model.prefix_state = recording_prefix_state  # type: ignore[method-assign]
+    model.score_rows_after_prefix = recording_after  # type: ignore[method-assign]
     rundir = RunDir.create(tempfile.mkdtemp(prefix="lmgauge-bench-"))
     questions = 0
     correct = 0
@@ -64,15 +76,28 @@ def main() -> int:
         correct += sum(s["correct"] for s in samples)
     pipeline_s = time.perf_counter() - t0
     forwarded = model.stats.forwarded
-    padded = sum(r * w for r, w in shapes)
+    padded = sum(shape[1] * shape[2] for shape in shapes)
 
-    # raw forward at the same shapes: decoder only (what the engine runs) and full logits (naive)
+    # the raw decoder at the same shapes on random tokens: no data, prompts, grouping or scoring
+    from transformers import DynamicCache
+
     decoder = model.model.get_decoder()
-    t_raw = time.perf_counter()
+    cache_arg = model._cache_arg
+    dev = model.device
+    raw_s = 0.0
     with torch.inference_mode():
-        for rows, width in shapes:
-            decoder(input_ids=torch.randint(0, 1000, (rows, width), device=model.device), use_cache=False)
-    raw_s = time.perf_counter() - t_raw
+        for shape in shapes:
+            kind, rows, width = shape[:3]
+            ids = torch.randint(0, 1000, (rows, width), device=dev)
+            kwargs = {"use_cache": kind != "plain"}
+            if kind == "suffix":  # the prefix's cache is built outside the timed call, as the engine does once
+                out = decoder(input_ids=torch.randint(0, 1000, (1, shape[3]), device=dev), use_cache=True)
+                state = out.cache if cache_arg == "cache" else out.past_key_values
+                layers = [(lay.keys.expand(rows, -1, -1, -1), lay.values.expand(rows, -1, -1, -1)) for lay in state.layers]
+                kwargs[cache_arg] = DynamicCache(ddp_cache_data=layers, config=model.model.config)
+            t = time.perf_counter()
+            decoder(input_ids=ids, **kwargs)
+            raw_s += time.perf_counter() - t
 
     figures = {
         "subjects": args.subjects,
@@ -87,6 +112,7 @@ def main() -> int:
         "pipeline_tokens_per_s": round(forwarded / pipeline_s, 1),
         "raw_forward_s": round(raw_s, 2),
         "raw_padded_tokens_per_s": round(padded / raw_s, 1),
+        "forwards_by_kind": {k: sum(1 for sh in shapes if sh[0] == k) for k in ("plain", "prefix", "suffix")},
         "pipeline_over_raw_time": round(pipeline_s / raw_s, 3),
         "batches": len(shapes),
         "peak_rss_mb": round(peak_rss_mb(), 1),

@@ -155,7 +155,7 @@ def cmd_run(args) -> int:
         log.warning("interrupted: finished tasks are kept in %s", rundir.root)
     models, rows = write_summary(rundir)
     manifest.finish(status if not failed else f"{status} ({failed} task(s) failed)")
-    print_summary(models, rows)
+    print_summary(models, rows, where=str(Path(rundir.root) / "summary.txt"))
     log.info("wrote %s", rundir.root)
     _close_log_files()
     return 130 if status == "interrupted" else (1 if failed else 0)
@@ -180,7 +180,7 @@ def cmd_summary(args) -> int:
     if not (root / "results").is_dir():
         print(f"{root}: not a run directory (no results/)", file=sys.stderr)
         return 2
-    print_summary(*write_summary(RunDir(root)))
+    print_summary(*write_summary(RunDir(root)), where=str(Path(root) / "summary.txt"))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from pathlib import Path
@@ -150,6 +151,8 @@ class HFModel:
         self._softcap = getattr(cfg, "final_logit_softcapping", None)
         self._logit_scale = getattr(cfg, "logit_scale", None)
         self._torch = torch
+        # transformers >= 5.2x names the KV cache argument `cache`; older releases `past_key_values`
+        self._cache_arg = "cache" if "cache" in inspect.signature(self._decoder.forward).parameters else "past_key_values"
 
     def _tokenizer_adds_bos(self) -> bool:
         ids = self.tokenizer("a").input_ids
@@ -216,7 +219,10 @@ class HFModel:
         torch = self._torch
         with torch.inference_mode():
             out = self._decoder(input_ids=torch.tensor([list(prefix)], device=self.device), use_cache=True)
-        return out.past_key_values
+        return self._cache_of(out)
+
+    def _cache_of(self, out):
+        return out.cache if self._cache_arg == "cache" else out.past_key_values
 
     def score_rows_after_prefix(self, state, prefix_len: int, rows, targets):
         """score_rows for rows that all continue the prefix held in `state`; target positions are
@@ -232,8 +238,8 @@ class HFModel:
                 input_ids=ids.to(self.device),
                 attention_mask=mask.to(self.device),
                 position_ids=positions.to(self.device),
-                past_key_values=cache,
                 use_cache=True,
+                **{self._cache_arg: cache},
             ).last_hidden_state
         return self._score_hidden(hidden, targets)
 
@@ -255,11 +261,11 @@ class HFModel:
                 input_ids=input_ids.to(self.device),
                 attention_mask=attention_mask.to(self.device),
                 position_ids=position_ids.to(self.device),
-                past_key_values=cache,
                 use_cache=True,
                 logits_to_keep=1,
+                **{self._cache_arg: cache},
             )
-        return out.logits[:, -1, :].float().cpu(), out.past_key_values
+        return out.logits[:, -1, :].float().cpu(), self._cache_of(out)
 
     # --- LanguageModel --------------------------------------------------------------------------
 

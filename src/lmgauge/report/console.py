@@ -36,15 +36,29 @@ class RichProgress(ProgressBase):
             self._p = None
 
 
-def print_summary(models: list[str], rows: list[dict]) -> None:
+FOLD_MEMBERS_OVER = 10
+
+
+def print_summary(models: list[str], rows: list[dict], where: str | None = None) -> None:
+    """The summary table; members of a large group (MMLU's 57 subjects) fold into the group's rows
+    on the console, and the files keep every row."""
+    sizes: dict[str, set[str]] = {}
+    for r in rows:
+        if r.get("_member_of"):
+            sizes.setdefault(r["_member_of"], set()).add(r["dataset"])
+    folded = {g for g, members in sizes.items() if len(members) > FOLD_MEMBERS_OVER}
     table = Table(title="lmgauge summary (accuracy in %)")
     for k in ROW_KEYS:
         table.add_column(k)
     for m in models:
         table.add_column(m, justify="right")
     for r in rows:
-        table.add_row(*[str(r[k]) for k in ROW_KEYS], *[_fmt(r[m]) for m in models])
+        if r.get("_member_of") not in folded:
+            table.add_row(*[str(r[k]) for k in ROW_KEYS], *[_fmt(r[m]) for m in models])
     Console().print(table)
+    if folded:
+        detail = ", ".join(f"{len(sizes[g])} {g} members" for g in sorted(folded))
+        Console().print(f"per-task rows of {detail} are in {where or 'summary.txt'}")
 
 
 def print_task_list(pattern: str | None) -> None:

@@ -24,12 +24,14 @@ def summary_rows(rundir: RunDir) -> tuple[list[str], list[dict]]:
     """Models (column order) and rows; accuracies in percent as OpenCompass prints them."""
     models: list[str] = []
     rows: dict[tuple, dict] = {}
+    member_of: dict[str, str] = {}  # task -> the group that reports it (lets the console fold families)
     manifest = json.loads(rundir.manifest_path.read_text()) if rundir.manifest_path.exists() else {}
     for model, task, res in rundir.iter_results():
         if model not in models:
             models.append(model)
         mode = "ppl"
         if res.get("is_group"):
+            member_of.update({m: task for m in res.get("members", [])})
             for metric, agg in res["metrics"].items():
                 for kind in ("micro", "macro"):
                     key = (task, res["version"], f"{metric} ({kind})", mode)
@@ -47,7 +49,9 @@ def summary_rows(rundir: RunDir) -> tuple[list[str], list[dict]]:
             if info.get("status") == "failed":
                 rows.setdefault((task, "-", "failed", "-"), {})[model] = None
     ordered = sorted(rows.items(), key=lambda kv: (kv[0][0].split("_")[0], kv[0][0], kv[0][2]))
-    return models, [dict(zip(ROW_KEYS, k), **{m: v.get(m) for m in models}) for k, v in ordered]
+    return models, [
+        dict(zip(ROW_KEYS, k), **{m: v.get(m) for m in models}, _member_of=member_of.get(k[0])) for k, v in ordered
+    ]
 
 
 def render_txt(models: list[str], rows: list[dict]) -> str:
