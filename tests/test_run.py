@@ -111,3 +111,34 @@ def test_samples_are_on_disk_before_a_crash(tmp_path, smollm2, monkeypatch):
     assert "boom" in manifest["tasks"]["smol"]["piqa"]["error"]
     lines = (run / "samples" / "smol" / "piqa.jsonl").read_text().splitlines()
     assert len(lines) == 3 and all(json.loads(x)["doc_id"] in range(6) for x in lines)
+
+
+def test_unanswered_requests_are_errors_not_wrong_answers(tmp_path, smollm2, monkeypatch):
+    """A backend that could not answer some requests (a server that kept failing): those docs are
+    kept as errors on their samples, left out of the accuracy, and counted in the summary."""
+    from dataclasses import replace
+
+    from lmgauge.models.hf import HFModel
+
+    real = HFModel.loglikelihood
+
+    def failing_some(self, requests, on_result=None):
+        def forward(j, result):
+            if j in (0, 1, 2, 3):  # all four choices of the first doc
+                result = replace(result, error="HTTP 503 after 5 tries")
+            on_result(j, result)
+
+        return real(self, requests, forward)
+
+    monkeypatch.setattr(HFModel, "loglikelihood", failing_some)
+    code = main(["run", "--hf-path", smollm2.source, "--hf-abbr", "smol", "--datasets", "mmlu_astronomy",
+                 "--limit", "3", "-w", str(tmp_path)])  # fmt: skip
+    assert code == 0
+    run = _run_dir(tmp_path)
+    lines = [json.loads(x) for x in (run / "samples" / "smol" / "mmlu_astronomy.jsonl").read_text().splitlines()]
+    assert len(lines) == 3
+    (bad,) = [s for s in lines if "error" in s]
+    assert bad["doc_id"] == 0 and "503" in bad["error"] and "correct" not in bad and bad["prompt"]
+    result = json.loads((run / "results" / "smol" / "mmlu_astronomy.json").read_text())
+    assert result["n"] == 2 and result["n_errors"] == 1 and result["metrics"]["acc"]["n"] == 2
+    assert "errors (docs)" in (run / "summary.txt").read_text()

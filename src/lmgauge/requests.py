@@ -1,6 +1,8 @@
 """The three request kinds a backend answers, and their results.
 
-Plain dataclasses: tasks build them, backends answer them, the runner stores them.
+Plain dataclasses: tasks build them, backends answer them, the runner stores them. A result whose
+`error` is set carries no answer: the runner records the error on the sample and leaves the sample
+out of the metrics (never scored as wrong), and the summary counts such samples.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class LoglikelihoodResult:
     is_greedy: bool  # every continuation token is the argmax given its prefix
     n_tokens: int = 0  # continuation length in tokens
     truncated: int = 0  # context tokens dropped on the left to fit max_seq_len
+    error: str | None = None  # the backend could not answer (e.g. a server kept failing): not a score
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class RollingResult:
     logprob: float
     n_tokens: int  # tokens predicted (scored)
     n_windows: int = 0
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class GenerateResult:
     n_tokens: int = 0
     truncated: int = 0
     finish_reason: str = "length"  # "stop" | "length" | "eos"
+    error: str | None = None
 
 
 @dataclass

@@ -44,6 +44,8 @@ def summary_rows(rundir: RunDir) -> tuple[list[str], list[dict]]:
         for metric, agg in res["metrics"].items():
             key = (task, res["version"], metric, mode)
             rows.setdefault(key, {})[model] = agg["value"]
+        if res.get("n_errors"):  # docs the model never answered: counted, never scored as wrong
+            rows.setdefault((task, res["version"], "errors (docs)", mode), {})[model] = res["n_errors"]
     for model, tasks in manifest.get("tasks", {}).items():
         for task, info in tasks.items():
             if info.get("status") == "failed":

@@ -101,6 +101,7 @@ def run_task(model: LanguageModel, task: Task, spec: TaskSpec, rundir: RunDir, p
         first_of.setdefault(d, j)
     remaining = [len(x) for x in per_doc]
     samples: list[dict] = []
+    errored: list[dict] = []
     t_build = time.perf_counter() - t_build
     stats_before = TokenStats(**{k: getattr(model.stats, k) for k in ("forwarded", "naive", "scored", "requests")})
 
@@ -115,11 +116,15 @@ def run_task(model: LanguageModel, task: Task, spec: TaskSpec, rundir: RunDir, p
             if remaining[d]:
                 return
             results = per_doc[d]
-            record = {"doc_id": d, **task.score(docs[d], d, results)}
+            failed = [r.error for r in results if getattr(r, "error", None)]
+            if failed:  # no answer to score: kept on disk as an error, left out of the metrics
+                record = {"doc_id": d, "error": failed[0], "failed_requests": len(failed)}
+            else:
+                record = {"doc_id": d, **task.score(docs[d], d, results)}
+                record["truncated"] = max(getattr(r, "truncated", 0) for r in results)
             record.update(_prompt_fields(requests[first_of[d] : first_of[d] + len(results)]))
-            record["truncated"] = max(getattr(r, "truncated", 0) for r in results)
             writer.write(record)
-            samples.append(record)
+            (errored if failed else samples).append(record)
             progress.advance()
 
         _answer(model, requests, on_result)
@@ -138,6 +143,7 @@ def run_task(model: LanguageModel, task: Task, spec: TaskSpec, rundir: RunDir, p
         "output_type": task.output_type,
         "data_source": where,
         "n": len(samples),
+        "n_errors": len(errored),
         "n_available": n_available,
         "limit": spec.limit,
         "options": spec.options,
@@ -151,7 +157,9 @@ def run_task(model: LanguageModel, task: Task, spec: TaskSpec, rundir: RunDir, p
             "requests": stats.requests - stats_before.requests,
         },
     }
-    if not samples:
+    if errored:
+        log.warning("%s: %d doc(s) got no answer from the model; recorded as errors in the samples, not scored", task.name, len(errored))
+    if not samples and not errored:
         raise ValueError(f"{task.name}: no docs to evaluate ({where} has {n_available}, limit {spec.limit})")
     return samples, info
 
