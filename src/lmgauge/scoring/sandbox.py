@@ -1,0 +1,588 @@
+"""Run model-written Python programs in a sandbox and say whether each ran to its very end.
+
+Each program runs in a fresh subprocess with its own temporary directory (also its cwd and HOME),
+an environment built from scratch (no API keys or tokens of ours), ``python -I -S`` (no user site,
+no site-packages, no PYTHON* variables), stdin from /dev/null, and these limits:
+
+- wall clock: ``timeout_s``; then the whole sandbox is killed (status "timeout");
+- rlimits set by the trusted runner before the program's first line: address space
+  (``memory_mb``), CPU seconds, processes/threads, file size, open files, core dumps 0.
+
+Isolation, best available first (``isolation_available()`` says which this machine gets):
+
+- ``bwrap`` (bubblewrap): new user, PID, network, IPC, UTS and mount namespaces; only /usr, the
+  interpreter's prefixes and a few /etc files visible, all read-only; one writable directory
+  (``/sandbox``, the program's own) and a small tmpfs /tmp; no capabilities, no nested user
+  namespaces, ``--new-session`` (no terminal injection), ``--die-with-parent``. When bwrap's
+  process is killed, the namespace's init dies and the kernel kills every process in the PID
+  namespace, including ones that called setsid() to leave the process group.
+- ``rlimit`` (bwrap missing or not able to start): the runner itself enters new user, network
+  and PID namespaces where the kernel allows (via unshare(2)), sets the same rlimits, and runs
+  the program in a child so it cannot kill us as its parent. Its process group is killed at the
+  end, and any process still carrying this run's marker in its environment. It has no read-only
+  filesystem: a program can write wherever our user can. ``isolation`` says what it really had.
+
+"Ran to its end": the harness makes a random per-run token and hands it to the runner through an
+inherited pipe. The runner reads it and closes the pipe before the program starts, runs the program
+(``runpy``, as ``__main__``), and only when the program's last statement has returned writes
+``END <token>`` to a result file the program's directory does not hold. status "passed" needs that
+line and exit code 0, so ``os._exit(0)``, ``sys.exit(0)`` or ``exit()`` before the end fail. The
+token never appears in the program's source, files, argv or environment, so a program cannot write
+it in advance. (Limit: code in the same interpreter could dig it out of the runner's frame with
+introspection; that takes a program written against this runner, not a model's early exit.)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+OUTPUT_TAIL_CHARS = 2000
+SANDBOX_DIR = "/sandbox"  # where the program's own directory appears inside bwrap
+TMPFS_BYTES = 64 * 1024 * 1024  # /tmp inside bwrap: RAM-backed, so small
+MARKER_VAR = "LMGAUGE_SANDBOX_RUN"  # lets the fallback find a run's leftover processes
+BWRAP_CANDIDATES = ("bwrap", "/usr/bin/bwrap")
+ISOLATION_MODES = ("auto", "bwrap", "rlimit")
+
+# /etc is not bound whole (it may hold credentials); these are what a Python program may read.
+ETC_FILES = (
+    "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
+    "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/alternatives", "/etc/mime.types",
+)
+
+
+@dataclass
+class ExecResult:
+    status: str  # "passed" | "failed" | "timeout" | "error" (error = the sandbox itself failed)
+    returncode: int | None
+    duration_s: float
+    stdout: str  # tails, capped at OUTPUT_TAIL_CHARS
+    stderr: str
+    isolation: dict[str, Any]
+    detail: str = ""  # why: "ran to its end", "exit code 1", "exited before its end", "wall timeout 10s"...
+    reached_end: bool = False  # the runner wrote this run's token after the program's last statement
+
+
+@dataclass
+class _Limits:
+    memory_mb: int
+    cpu_s: int
+    max_processes: int
+    max_file_mb: int
+    max_open_files: int
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+# The trusted part that runs inside the sandbox before and after the program. Standard library
+# only; its config comes as argv[1] (JSON: fds, limits, paths), never the token itself.
+RUNNER = r'''
+import json, os, sys
+
+def _libc():
+    import ctypes
+    return ctypes.CDLL(None, use_errno=True)
+
+def _die_with_parent():
+    # SIGKILL when the process that forked us ends (PR_SET_PDEATHSIG = 1)
+    _libc().prctl(1, 9, 0, 0, 0)
+
+def _write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+def _enter_namespaces():
+    """Fallback only: new user+network+PID namespaces where the kernel lets us, else less."""
+    NEWUSER, NEWNET, NEWPID = 0x10000000, 0x40000000, 0x20000000
+    libc = _libc()
+    uid, gid = os.getuid(), os.getgid()
+    got = {"user_ns": False, "net_ns": False, "pid_ns": False}
+    for flags in (NEWUSER | NEWNET | NEWPID, NEWNET | NEWPID, NEWUSER | NEWNET, NEWNET):
+        if libc.unshare(flags) == 0:
+            if flags & NEWUSER:
+                try:
+                    _write("/proc/self/setgroups", "deny")
+                    _write("/proc/self/uid_map", "%d %d 1" % (uid, uid))
+                    _write("/proc/self/gid_map", "%d %d 1" % (gid, gid))
+                except OSError:
+                    pass
+            got = {"user_ns": bool(flags & NEWUSER), "net_ns": True, "pid_ns": bool(flags & NEWPID)}
+            break
+    return got
+
+def _count_own_tasks():
+    uid, n = os.getuid(), 0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if os.stat("/proc/" + pid).st_uid == uid:
+                    n += len(os.listdir("/proc/%s/task" % pid))
+            except OSError:
+                pass
+    return n
+
+def _set_limits(lim, nproc_shared):
+    import resource as r
+    mb = 1024 * 1024
+    nproc = lim["max_processes"]
+    if nproc_shared:  # RLIMIT_NPROC counts all our uid's tasks here, not just this run's
+        nproc += _count_own_tasks()
+    wanted = {
+        "RLIMIT_AS": lim["memory_mb"] * mb,
+        "RLIMIT_CPU": lim["cpu_s"],
+        "RLIMIT_NPROC": nproc,
+        "RLIMIT_FSIZE": lim["max_file_mb"] * mb,
+        "RLIMIT_NOFILE": lim["max_open_files"],
+        "RLIMIT_CORE": 0,
+    }
+    done = {}
+    for name, value in wanted.items():
+        hard = value + 1 if name == "RLIMIT_CPU" else value  # SIGXCPU first, SIGKILL a second later
+        try:
+            r.setrlimit(getattr(r, name), (value, hard))
+            done[name] = value
+        except (ValueError, OSError) as e:
+            done[name] = "not set: %s" % e
+    return done
+
+def _reap_until(pid):
+    # PID 1 of the namespace: reap everything, return when the program itself has ended
+    while True:
+        try:
+            got, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 1
+        if got == pid:
+            return os.waitstatus_to_exitcode(status)
+
+def _exit_code(code):
+    return 128 - code if code < 0 else code  # killed by signal N -> 128+N, as bwrap reports
+
+def _run_program(cfg, token, result_fd):
+    import runpy
+    sys.argv = [cfg["main"]]
+    sys.path[0:0] = [os.path.dirname(cfg["main"])]
+    runpy.run_path(cfg["main"], run_name="__main__")
+    # only reached when the program's last statement has returned
+    os.write(result_fd, b"END " + token + b"\n")
+
+def _main():
+    cfg = json.loads(sys.argv[1])
+    token = os.read(cfg["token_fd"], 256).strip()
+    os.close(cfg["token_fd"])
+    result_fd = cfg["result_fd"]
+    os.set_inheritable(result_fd, False)  # the program's own children don't get it
+    report = {}
+    if cfg["own_namespaces"]:
+        report.update(_enter_namespaces())
+        nproc_shared = not report["user_ns"]
+    else:
+        nproc_shared = False
+    report["rlimits"] = _set_limits(cfg["limits"], nproc_shared)
+    os.write(result_fd, ("READY " + json.dumps(report) + "\n").encode())
+    if not cfg["own_namespaces"]:
+        _run_program(cfg, token, result_fd)
+        return
+    # Fallback: run the program in a child, so that getppid() is not the harness; with a PID
+    # namespace the child is its init and the program runs under it, as under bwrap.
+    parent = os.getpid()
+    child = os.fork()
+    if child == 0:
+        _die_with_parent()
+        if os.getppid() not in (parent, 0):  # 0: our parent is outside our new PID namespace
+            os._exit(137)
+        if report["pid_ns"]:
+            program = os.fork()
+            if program != 0:
+                os._exit(_exit_code(_reap_until(program)))
+            _die_with_parent()
+        try:
+            _run_program(cfg, token, result_fd)
+        except SystemExit as e:
+            code = e.code
+            if code is None:
+                code = 0
+            elif not isinstance(code, int):
+                print(code, file=sys.stderr)
+                code = 1
+            sys.stdout.flush(); sys.stderr.flush()
+            os._exit(code & 0xFF)
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+            sys.stdout.flush(); sys.stderr.flush()
+            os._exit(1)
+        sys.stdout.flush(); sys.stderr.flush()
+        os._exit(0)
+    _, status = os.waitpid(child, 0)
+    os._exit(_exit_code(os.waitstatus_to_exitcode(status)))
+
+_main()
+'''
+
+
+def _find_bwrap() -> str | None:
+    for candidate in BWRAP_CANDIDATES:
+        found = shutil.which(candidate)
+        if found:
+            return found
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _interpreter_dirs(python: str) -> tuple[str, ...]:
+    """Directories the interpreter needs to start and import the standard library (read-only)."""
+    dirs = {os.path.dirname(os.path.abspath(python)), os.path.dirname(os.path.realpath(python))}
+    try:
+        out = subprocess.run(
+            [python, "-I", "-c",
+             "import sys, json; print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, "
+             "sys.base_exec_prefix]))"],
+            capture_output=True, text=True, timeout=30, env=_base_env("/"),
+        )
+        dirs.update(json.loads(out.stdout))
+    except (OSError, ValueError, subprocess.SubprocessError):
+        pass
+    # /usr is bound whole anyway; a prefix inside it needs no bind of its own
+    return tuple(sorted(d for d in dirs if d and d != "/" and not (d + "/").startswith("/usr/")))
+
+
+def _base_env(home: str) -> dict[str, str]:
+    # Built from scratch: nothing of our environment (API keys, tokens, proxies) leaks in.
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "HOME": home,
+        "TMPDIR": "/tmp",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
+def _bwrap_args(bwrap: str, work_dir: str, python: str, disable_userns: bool) -> list[str]:
+    args = [
+        bwrap,
+        "--unshare-user", "--uid", "65534", "--gid", "65534",
+        "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+        "--hostname", "sandbox",
+        "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+        "--ro-bind", "/usr", "/usr",
+    ]
+    if disable_userns:
+        args.append("--disable-userns")  # no nested user namespace: no way back to capabilities
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            args += ["--ro-bind", top, top]
+    for path in ETC_FILES:
+        args += ["--ro-bind-try", path, path]
+    for path in _interpreter_dirs(python):
+        args += ["--ro-bind", path, path]
+    args += [
+        "--proc", "/proc", "--dev", "/dev",
+        "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp",
+        "--bind", work_dir, SANDBOX_DIR, "--chdir", SANDBOX_DIR,
+    ]
+    return args
+
+
+@functools.lru_cache(maxsize=None)
+def _probe_bwrap(python: str) -> dict[str, Any]:
+    """Can bwrap start this interpreter here, with the options run_program uses?"""
+    bwrap = _find_bwrap()
+    if bwrap is None:
+        return {"ok": False, "reason": "bwrap not found"}
+    reason = ""
+    with tempfile.TemporaryDirectory(prefix="lmgauge-sbx-probe-") as tmp:
+        for disable_userns in (True, False):
+            cmd = _bwrap_args(bwrap, tmp, python, disable_userns)
+            cmd += ["--", python, "-I", "-S", "-c", "print('ok')"]
+            try:
+                out = subprocess.run(cmd, capture_output=True, text=True, timeout=30,
+                                     env=_base_env(SANDBOX_DIR), stdin=subprocess.DEVNULL)
+            except (OSError, subprocess.SubprocessError) as e:
+                reason = f"bwrap failed to start: {e}"
+                continue
+            if out.returncode == 0 and out.stdout.strip() == "ok":
+                version = subprocess.run([bwrap, "--version"], capture_output=True, text=True).stdout
+                return {"ok": True, "path": bwrap, "version": version.strip(),
+                        "disable_userns": disable_userns}
+            reason = f"bwrap failed to start (exit {out.returncode}): {out.stderr.strip()[-300:]}"
+    return {"ok": False, "reason": reason}
+
+
+def _bwrap_isolation(probe: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "tool": "bwrap", "version": probe["version"],
+        "user_ns": True, "pid_ns": True, "net_ns": True, "mount_ns": True, "ipc_ns": True,
+        "uts_ns": True, "readonly_root": True, "nested_userns_disabled": probe["disable_userns"],
+        "writable": [SANDBOX_DIR, f"/tmp (tmpfs {TMPFS_BYTES // 2**20} MiB)"],
+        "clean_env": True, "new_session": True,
+    }
+
+
+def isolation_available(python: str = sys.executable, mode: str = "auto") -> dict[str, Any]:
+    """What run_program will use on this machine (for run.json); limits come with each result."""
+    if mode not in ISOLATION_MODES:
+        raise ValueError(f"isolation must be one of {ISOLATION_MODES}, not {mode!r}")
+    if mode == "rlimit":
+        return {"tool": "rlimit", "reason": "forced", "readonly_root": False, "mount_ns": False,
+                "clean_env": True, "new_session": True}
+    probe = _probe_bwrap(python)
+    if probe["ok"]:
+        return _bwrap_isolation(probe)
+    if mode == "bwrap":
+        return {"tool": "none", "error": probe["reason"]}
+    return {"tool": "rlimit", "reason": probe["reason"], "readonly_root": False,
+            "mount_ns": False, "clean_env": True, "new_session": True}
+
+
+def _tail(path: Path, chars: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 4 * chars))
+            return f.read().decode("utf-8", "replace")[-chars:]
+    except OSError:
+        return ""
+
+
+def _processes_with_marker(marker: str) -> list[int]:
+    needle = f"{MARKER_VAR}={marker}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if needle in f.read().split(b"\0"):
+                    found.append(int(entry))
+        except OSError:
+            pass
+    return found
+
+
+def _kill_everything(proc: subprocess.Popen[bytes], marker: str | None) -> None:
+    """Kill the run's process group (bwrap: its PID namespace goes with it), then stragglers."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if marker is None:
+        return
+    # Fallback: processes that left the group (setsid) still carry the marker; stop, then kill,
+    # until none is left (a fork bomb keeps forking while we look).
+    for _ in range(50):
+        pids = [p for p in _processes_with_marker(marker) if p != os.getpid()]
+        if not pids:
+            return
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        time.sleep(0.01)
+
+
+def _wait_unreaped(pid: int, timeout_s: float) -> bool:
+    """Wait until `pid` has exited, without reaping it; False if it is still running at timeout."""
+    deadline = time.monotonic() + timeout_s
+    pause = 0.001
+    while True:
+        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            return True
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, 0.02)
+
+
+def _namespace_init_pid(bwrap_pid: int) -> int | None:
+    try:
+        children = Path(f"/proc/{bwrap_pid}/task/{bwrap_pid}/children").read_text().split()
+        return int(children[0]) if children else None
+    except (OSError, ValueError):
+        return None
+
+
+def _wait_gone(pid: int, timeout_s: float = 5.0) -> None:
+    # The namespace's init only turns zombie once the kernel has killed everything inside it.
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return
+        if state in ("Z", "X"):
+            return
+        time.sleep(0.01)
+
+
+def _parse_result_file(path: Path, token: bytes) -> tuple[dict[str, Any] | None, bool]:
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError:
+        return None, False
+    report = None
+    for line in lines:
+        if line.startswith(b"READY ") and report is None:
+            try:
+                report = json.loads(line[6:])
+            except ValueError:
+                pass
+    return report, (b"END " + token) in lines
+
+
+def run_program(
+    source: str,
+    *,
+    timeout_s: float = 10.0,
+    memory_mb: int = 1024,
+    cpu_s: float | None = None,
+    python: str = sys.executable,
+    max_processes: int = 64,
+    max_file_mb: int = 64,
+    max_open_files: int = 256,
+    isolation: str = "auto",
+) -> ExecResult:
+    """Run `source` as a Python program; "passed" only if it ran to its very end and exited 0.
+
+    isolation: "auto" (bwrap when it works here, else rlimits), "bwrap" (or status "error"),
+    "rlimit" (force the fallback, e.g. to test it).
+    """
+    limits = _Limits(
+        memory_mb=memory_mb,
+        cpu_s=max(1, math.ceil(cpu_s if cpu_s is not None else timeout_s)),
+        max_processes=max_processes,
+        max_file_mb=max_file_mb,
+        max_open_files=max_open_files,
+    )
+    iso = isolation_available(python, isolation)
+    if iso["tool"] == "none":
+        return ExecResult("error", None, 0.0, "", "", iso, detail=iso["error"])
+    use_bwrap = iso["tool"] == "bwrap"
+
+    with tempfile.TemporaryDirectory(prefix="lmgauge-sbx-") as root_dir:
+        root = Path(root_dir)
+        work = root / "work"  # the program's own directory; output files stay outside it
+        work.mkdir()
+        (work / "main.py").write_text(source, encoding="utf-8")
+        token = secrets.token_hex(16).encode()
+        marker = None if use_bwrap else secrets.token_hex(8)
+        inside_work = SANDBOX_DIR if use_bwrap else str(work)
+
+        token_r, token_w = os.pipe()
+        os.write(token_w, token + b"\n")  # 33 bytes: fits in the pipe buffer, no reader needed yet
+        os.close(token_w)
+        result_path, out_path, err_path = root / "result", root / "stdout", root / "stderr"
+        result_fd = os.open(result_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        config = {
+            "token_fd": token_r, "result_fd": result_fd, "limits": limits.as_dict(),
+            "main": f"{inside_work}/main.py", "own_namespaces": not use_bwrap,
+        }
+        env = _base_env(inside_work)
+        cmd = [python, "-I", "-S", "-c", RUNNER, json.dumps(config)]
+        if use_bwrap:
+            probe = _probe_bwrap(python)
+            cmd = _bwrap_args(probe["path"], str(work), python, probe["disable_userns"]) + ["--"] + cmd
+        else:
+            env["TMPDIR"] = str(work)
+            env[MARKER_VAR] = marker  # type: ignore[assignment]
+
+        start = time.monotonic()
+        timed_out = False
+        try:
+            with open(out_path, "wb") as out_f, open(err_path, "wb") as err_f:
+                proc = subprocess.Popen(
+                    cmd, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f, env=env,
+                    cwd=str(work), pass_fds=(token_r, result_fd), start_new_session=True,
+                )
+        except OSError as e:
+            os.close(token_r)
+            os.close(result_fd)
+            return ExecResult("error", None, time.monotonic() - start, "", "", iso,
+                              detail=f"could not start: {e}")
+        os.close(token_r)
+        os.close(result_fd)
+        init_pid = None
+        # The leader stays unreaped (a zombie) until its group is killed: its pid, which is the
+        # group's id, cannot be reused by someone else's process meanwhile.
+        if not _wait_unreaped(proc.pid, timeout_s):
+            timed_out = True
+            if use_bwrap:
+                init_pid = _namespace_init_pid(proc.pid)
+        _kill_everything(proc, marker)  # also leftovers that outlived a program that ended
+        if init_pid is not None:
+            try:
+                os.kill(init_pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        returncode: int | None = proc.wait()
+        duration = time.monotonic() - start
+        if init_pid is not None:
+            _wait_gone(init_pid)
+
+        report, reached_end = _parse_result_file(result_path, token)
+        if report is not None:
+            iso = {**iso, **{k: v for k, v in report.items() if k != "rlimits"},
+                   "rlimits": report.get("rlimits", {})}
+            if not use_bwrap and not report.get("net_ns"):
+                iso["net_ns_reason"] = "unshare(CLONE_NEWNET) not permitted here"
+        stdout = _tail(out_path, OUTPUT_TAIL_CHARS)
+        stderr = _tail(err_path, OUTPUT_TAIL_CHARS)
+
+    status, detail = _classify(returncode, timed_out, reached_end, report is not None, timeout_s)
+    return ExecResult(status, returncode, duration, stdout, stderr, iso, detail, reached_end)
+
+
+def _classify(
+    returncode: int | None, timed_out: bool, reached_end: bool, runner_started: bool, timeout_s: float
+) -> tuple[str, str]:
+    if timed_out:
+        return "timeout", f"wall timeout {timeout_s:g}s"
+    if not runner_started:
+        return "error", f"sandbox failed before the program started (exit {returncode})"
+    if returncode is not None and (returncode > 128 or returncode < 0):
+        sig = returncode - 128 if returncode > 128 else -returncode
+        if sig == signal.SIGXCPU:
+            return "timeout", "CPU time limit"
+        return "failed", f"killed by signal {sig} ({_signal_name(sig)})"
+    if returncode != 0:
+        return "failed", f"exit code {returncode}"
+    if not reached_end:
+        return "failed", "exited before its end"
+    return "passed", "ran to its end"
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return "unknown"
+
+
+def run_programs(sources: list[str], *, workers: int | None = None, **kw: Any) -> list[ExecResult]:
+    """run_program on each source, in parallel across cores; results in input order."""
+    if not sources:
+        return []
+    workers = workers or os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=min(workers, len(sources))) as pool:
+        return list(pool.map(lambda s: run_program(s, **kw), sources))
