@@ -39,6 +39,7 @@ import json
 import math
 import os
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -56,6 +57,9 @@ TMPFS_BYTES = 64 * 1024 * 1024  # /tmp inside bwrap: RAM-backed, so small
 MARKER_VAR = "LMGAUGE_SANDBOX_RUN"  # lets the fallback find a run's leftover processes
 BWRAP_CANDIDATES = ("bwrap", "/usr/bin/bwrap")
 ISOLATION_MODES = ("auto", "bwrap", "rlimit")
+# Fallback only: try unshare(2) for user/net/PID namespaces. False runs it with rlimits alone, as on
+# a kernel that refuses namespaces (tests use it to check that weakest case).
+FALLBACK_NAMESPACES = True
 
 # /etc is not bound whole (it may hold credentials); these are what a Python program may read.
 ETC_FILES = (
@@ -74,6 +78,7 @@ class ExecResult:
     isolation: dict[str, Any]
     detail: str = ""  # why: "ran to its end", "exit code 1", "exited before its end", "wall timeout 10s"...
     reached_end: bool = False  # the runner wrote this run's token after the program's last statement
+    run_id: str = ""  # also in the command line of every process of the run (ps, tests)
 
 
 @dataclass
@@ -182,13 +187,22 @@ def _run_program(cfg, token, result_fd):
 
 def _main():
     cfg = json.loads(sys.argv[1])
+    report = {}
+    if cfg["drop_to_uid"] is not None:  # bwrap as root: become a uid of our own, caps go with it
+        uid = cfg["drop_to_uid"]
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+        report["uid"] = uid
     token = os.read(cfg["token_fd"], 256).strip()
     os.close(cfg["token_fd"])
     result_fd = cfg["result_fd"]
     os.set_inheritable(result_fd, False)  # the program's own children don't get it
-    report = {}
     if cfg["own_namespaces"]:
-        report.update(_enter_namespaces())
+        if cfg["try_namespaces"]:
+            report.update(_enter_namespaces())
+        else:
+            report.update({"user_ns": False, "net_ns": False, "pid_ns": False})
         nproc_shared = not report["user_ns"]
     else:
         nproc_shared = False
@@ -273,17 +287,30 @@ def _base_env(home: str) -> dict[str, str]:
     }
 
 
-def _bwrap_args(bwrap: str, work_dir: str, python: str, disable_userns: bool) -> list[str]:
+# bwrap variants, best first. "drop-uid" (we are root): bwrap itself as root, no user namespace,
+# every capability dropped but setuid/setgid, which the runner spends at once to become a uid that
+# no one else has. Mapping to root in a user namespace would not do: the kernel never applies
+# RLIMIT_NPROC to uid 0, so a fork bomb would run free. "userns" (we are not root): bwrap's user
+# namespace; RLIMIT_NPROC then counts this run's processes alone.
+BWRAP_VARIANTS_ROOT = ("drop-uid", "userns", "userns-nested-allowed")
+BWRAP_VARIANTS_USER = ("userns", "userns-nested-allowed")
+RUN_UID_RANGE = (1_000_000_000, 2_000_000_000)  # random per run; no such user exists
+
+
+def _bwrap_args(bwrap: str, work_dir: str, python: str, variant: str) -> list[str]:
     args = [
         bwrap,
-        "--unshare-user", "--uid", "65534", "--gid", "65534",
         "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
         "--hostname", "sandbox",
         "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-        "--ro-bind", "/usr", "/usr",
     ]
-    if disable_userns:
-        args.append("--disable-userns")  # no nested user namespace: no way back to capabilities
+    if variant == "drop-uid":
+        args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    else:
+        args += ["--unshare-user", "--uid", "65534", "--gid", "65534"]
+        if variant == "userns":
+            args.append("--disable-userns")  # no nested user namespace: no way back to capabilities
+    args += ["--ro-bind", "/usr", "/usr"]
     for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(top):
             args += ["--symlink", os.readlink(top), top]
@@ -291,46 +318,70 @@ def _bwrap_args(bwrap: str, work_dir: str, python: str, disable_userns: bool) ->
             args += ["--ro-bind", top, top]
     for path in ETC_FILES:
         args += ["--ro-bind-try", path, path]
-    for path in _interpreter_dirs(python):
+    bound: list[str] = []
+    for path in _interpreter_dirs(python):  # sorted: a parent comes before what it holds
+        if not any((path + "/").startswith(b + "/") for b in bound):
+            # bwrap would copy the host's mode for the parents it makes (/root: 0700); the
+            # unprivileged program must be able to walk through them
+            parent = os.path.dirname(path)
+            ancestors = []
+            while parent not in ("/", ""):
+                ancestors.append(parent)
+                parent = os.path.dirname(parent)
+            for ancestor in reversed(ancestors):
+                args += ["--perms", "0755", "--dir", ancestor]
         args += ["--ro-bind", path, path]
+        bound.append(path)
     args += [
         "--proc", "/proc", "--dev", "/dev",
-        "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp",
+        "--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp",
         "--bind", work_dir, SANDBOX_DIR, "--chdir", SANDBOX_DIR,
     ]
     return args
 
 
+def _drop_uid_snippet(uid: int) -> str:
+    return f"import os; os.setgroups([]); os.setgid({uid}); os.setuid({uid}); "
+
+
 @functools.lru_cache(maxsize=None)
 def _probe_bwrap(python: str) -> dict[str, Any]:
-    """Can bwrap start this interpreter here, with the options run_program uses?"""
+    """Can bwrap start this interpreter here, with the options run_program uses? Which variant?"""
     bwrap = _find_bwrap()
     if bwrap is None:
         return {"ok": False, "reason": "bwrap not found"}
-    reason = ""
+    variants = BWRAP_VARIANTS_ROOT if os.geteuid() == 0 else BWRAP_VARIANTS_USER
+    reasons = []
     with tempfile.TemporaryDirectory(prefix="lmgauge-sbx-probe-") as tmp:
-        for disable_userns in (True, False):
-            cmd = _bwrap_args(bwrap, tmp, python, disable_userns)
-            cmd += ["--", python, "-I", "-S", "-c", "print('ok')"]
+        uid = RUN_UID_RANGE[0]
+        os.chmod(tmp, 0o777)
+        for variant in variants:
+            check = "import math, json, runpy; print('ok')"  # stdlib modules load from disk
+            if variant == "drop-uid":
+                check = _drop_uid_snippet(uid) + check
+            cmd = _bwrap_args(bwrap, tmp, python, variant) + ["--", python, "-I", "-S", "-c", check]
             try:
                 out = subprocess.run(cmd, capture_output=True, text=True, timeout=30,
                                      env=_base_env(SANDBOX_DIR), stdin=subprocess.DEVNULL)
             except (OSError, subprocess.SubprocessError) as e:
-                reason = f"bwrap failed to start: {e}"
+                reasons.append(f"{variant}: {e}")
                 continue
             if out.returncode == 0 and out.stdout.strip() == "ok":
                 version = subprocess.run([bwrap, "--version"], capture_output=True, text=True).stdout
-                return {"ok": True, "path": bwrap, "version": version.strip(),
-                        "disable_userns": disable_userns}
-            reason = f"bwrap failed to start (exit {out.returncode}): {out.stderr.strip()[-300:]}"
-    return {"ok": False, "reason": reason}
+                return {"ok": True, "path": bwrap, "version": version.strip(), "variant": variant}
+            reasons.append(f"{variant}: exit {out.returncode}: {out.stderr.strip()[-300:]}")
+    return {"ok": False, "reason": "bwrap failed to start: " + "; ".join(reasons)}
 
 
 def _bwrap_isolation(probe: dict[str, Any]) -> dict[str, Any]:
+    variant = probe["variant"]
     return {
-        "tool": "bwrap", "version": probe["version"],
-        "user_ns": True, "pid_ns": True, "net_ns": True, "mount_ns": True, "ipc_ns": True,
-        "uts_ns": True, "readonly_root": True, "nested_userns_disabled": probe["disable_userns"],
+        "tool": "bwrap", "version": probe["version"], "variant": variant,
+        "user_ns": variant != "drop-uid", "pid_ns": True, "net_ns": True, "mount_ns": True,
+        "ipc_ns": True, "uts_ns": True, "readonly_root": True,
+        "user": ("a random unprivileged uid per run, no capabilities" if variant == "drop-uid"
+                 else "uid 65534 in its own user namespace, no capabilities"),
+        "nested_userns_disabled": variant == "userns",
         "writable": [SANDBOX_DIR, f"/tmp (tmpfs {TMPFS_BYTES // 2**20} MiB)"],
         "clean_env": True, "new_session": True,
     }
@@ -404,6 +455,16 @@ def _kill_everything(proc: subprocess.Popen[bytes], marker: str | None) -> None:
 def _wait_unreaped(pid: int, timeout_s: float) -> bool:
     """Wait until `pid` has exited, without reaping it; False if it is still running at timeout."""
     deadline = time.monotonic() + timeout_s
+    try:  # Linux >= 5.3: a pidfd turns readable when the process exits, no polling needed
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    if pidfd is not None:
+        try:
+            ready, _, _ = select.select([pidfd], [], [], max(0.0, timeout_s))
+            return bool(ready)
+        finally:
+            os.close(pidfd)
     pause = 0.001
     while True:
         if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
@@ -415,25 +476,66 @@ def _wait_unreaped(pid: int, timeout_s: float) -> bool:
         pause = min(pause * 2, 0.02)
 
 
-def _namespace_init_pid(bwrap_pid: int) -> int | None:
-    try:
-        children = Path(f"/proc/{bwrap_pid}/task/{bwrap_pid}/children").read_text().split()
-        return int(children[0]) if children else None
-    except (OSError, ValueError):
-        return None
+class _NamespaceInit:
+    """bwrap's process that is PID 1 of the sandbox; everything inside dies with it.
 
+    bwrap names it on --info-fd before it runs the program. A pidfd taken then keeps pointing at
+    that very process, even once it is gone and its number is reused.
+    """
 
-def _wait_gone(pid: int, timeout_s: float = 5.0) -> None:
-    # The namespace's init only turns zombie once the kernel has killed everything inside it.
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def __init__(self, info_fd: int, timeout_s: float) -> None:
+        self.pid: int | None = None
+        self.pidfd: int | None = None
+        data = b""
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([info_fd], [], [], left)
+            chunk = os.read(info_fd, 4096) if ready else b""
+            if not chunk:
+                break
+            data += chunk
+            try:
+                self.pid = int(json.loads(data)["child-pid"])
+                break
+            except (ValueError, KeyError):
+                continue  # not all of it yet
+        if self.pid is not None:
+            try:
+                self.pidfd = os.pidfd_open(self.pid)
+            except (AttributeError, OSError):
+                pass
+
+    def kill_and_wait(self, timeout_s: float = 5.0) -> None:
+        """SIGKILL it; return when it has exited, which the kernel allows only once every other
+        process in its PID namespace has been killed and reaped."""
+        if self.pid is None:
+            return
+        if self.pidfd is not None:
+            try:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            except OSError:
+                pass  # already gone
+            select.select([self.pidfd], [], [], timeout_s)  # readable once it has exited
+            os.close(self.pidfd)
+            self.pidfd = None
+            return
         try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            return
-        if state in ("Z", "X"):
-            return
-        time.sleep(0.01)
+            os.kill(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        self._poll_gone(self.pid, timeout_s)
+
+    @staticmethod
+    def _poll_gone(pid: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                return
+            if state in ("Z", "X"):
+                return
+            time.sleep(0.01)
 
 
 def _parse_result_file(path: Path, token: bytes) -> tuple[dict[str, Any] | None, bool]:
@@ -486,7 +588,9 @@ def run_program(
         work.mkdir()
         (work / "main.py").write_text(source, encoding="utf-8")
         token = secrets.token_hex(16).encode()
-        marker = None if use_bwrap else secrets.token_hex(8)
+        run_id = secrets.token_hex(8)
+        run_uid = RUN_UID_RANGE[0] + secrets.randbelow(RUN_UID_RANGE[1] - RUN_UID_RANGE[0])
+        marker = None if use_bwrap else run_id
         inside_work = SANDBOX_DIR if use_bwrap else str(work)
 
         token_r, token_w = os.pipe()
@@ -495,62 +599,76 @@ def run_program(
         result_path, out_path, err_path = root / "result", root / "stdout", root / "stderr"
         result_fd = os.open(result_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         config = {
-            "token_fd": token_r, "result_fd": result_fd, "limits": limits.as_dict(),
-            "main": f"{inside_work}/main.py", "own_namespaces": not use_bwrap,
+            "run_id": run_id, "token_fd": token_r, "result_fd": result_fd, "limits": limits.as_dict(),
+            "main": f"{inside_work}/main.py", "own_namespaces": not use_bwrap, "drop_to_uid": None,
+            "try_namespaces": FALLBACK_NAMESPACES,
         }
+        if use_bwrap and _probe_bwrap(python)["variant"] == "drop-uid":
+            config["drop_to_uid"] = run_uid
         env = _base_env(inside_work)
         cmd = [python, "-I", "-S", "-c", RUNNER, json.dumps(config)]
+        pass_fds = [token_r, result_fd]
+        info_r = info_w = -1
         if use_bwrap:
             probe = _probe_bwrap(python)
-            cmd = _bwrap_args(probe["path"], str(work), python, probe["disable_userns"]) + ["--"] + cmd
+            info_r, info_w = os.pipe()
+            pass_fds.append(info_w)
+            cmd = (_bwrap_args(probe["path"], str(work), python, probe["variant"])
+                   + ["--info-fd", str(info_w), "--"] + cmd)
+            if probe["variant"] == "drop-uid":
+                os.chown(work, run_uid, run_uid)
+                os.chown(work / "main.py", run_uid, run_uid)
         else:
             env["TMPDIR"] = str(work)
             env[MARKER_VAR] = marker  # type: ignore[assignment]
 
         start = time.monotonic()
-        timed_out = False
         try:
             with open(out_path, "wb") as out_f, open(err_path, "wb") as err_f:
                 proc = subprocess.Popen(
                     cmd, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f, env=env,
-                    cwd=str(work), pass_fds=(token_r, result_fd), start_new_session=True,
+                    cwd=str(work), pass_fds=pass_fds, start_new_session=True,
                 )
         except OSError as e:
-            os.close(token_r)
-            os.close(result_fd)
+            proc = None
+            start_error = e
+        finally:
+            for fd in (token_r, result_fd, info_w):
+                if fd >= 0:
+                    os.close(fd)
+        if proc is None:
+            if info_r >= 0:
+                os.close(info_r)
             return ExecResult("error", None, time.monotonic() - start, "", "", iso,
-                              detail=f"could not start: {e}")
-        os.close(token_r)
-        os.close(result_fd)
-        init_pid = None
+                              detail=f"could not start: {start_error}")
+        init = None
+        if info_r >= 0:
+            init = _NamespaceInit(info_r, timeout_s)
+            os.close(info_r)
         # The leader stays unreaped (a zombie) until its group is killed: its pid, which is the
         # group's id, cannot be reused by someone else's process meanwhile.
-        if not _wait_unreaped(proc.pid, timeout_s):
-            timed_out = True
-            if use_bwrap:
-                init_pid = _namespace_init_pid(proc.pid)
+        timed_out = not _wait_unreaped(proc.pid, max(0.0, timeout_s - (time.monotonic() - start)))
         _kill_everything(proc, marker)  # also leftovers that outlived a program that ended
-        if init_pid is not None:
-            try:
-                os.kill(init_pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        if init is not None:
+            init.kill_and_wait()  # bwrap may report the exit before its namespace is empty
         returncode: int | None = proc.wait()
         duration = time.monotonic() - start
-        if init_pid is not None:
-            _wait_gone(init_pid)
 
         report, reached_end = _parse_result_file(result_path, token)
         if report is not None:
             iso = {**iso, **{k: v for k, v in report.items() if k != "rlimits"},
                    "rlimits": report.get("rlimits", {})}
+            if not use_bwrap:
+                # uid 0 is exempt from RLIMIT_NPROC, in a user namespace mapped to root as well
+                iso["nproc_enforced"] = os.geteuid() != 0
             if not use_bwrap and not report.get("net_ns"):
-                iso["net_ns_reason"] = "unshare(CLONE_NEWNET) not permitted here"
+                iso["net_ns_reason"] = ("unshare(CLONE_NEWNET) not permitted here" if FALLBACK_NAMESPACES
+                                        else "namespaces switched off (FALLBACK_NAMESPACES)")
         stdout = _tail(out_path, OUTPUT_TAIL_CHARS)
         stderr = _tail(err_path, OUTPUT_TAIL_CHARS)
 
     status, detail = _classify(returncode, timed_out, reached_end, report is not None, timeout_s)
-    return ExecResult(status, returncode, duration, stdout, stderr, iso, detail, reached_end)
+    return ExecResult(status, returncode, duration, stdout, stderr, iso, detail, reached_end, run_id)
 
 
 def _classify(
