@@ -35,6 +35,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--bos", choices=["never", "always", "tokenizer"], help="prepend BOS to contexts (lm-eval: never)")
     run.add_argument("--trust-remote-code", action="store_true")
     run.add_argument("--debug", action="store_true", help="one process, debug logs on the console")
+    ex = run.add_argument_group("execution (docs/run-directory.md)")
+    ex.add_argument("--max-num-workers", type=int, default=1, metavar="N", help="shards run in parallel (worker processes or Slurm jobs)")
+    ex.add_argument("--max-partition-size", type=int, metavar="TOKENS", help="split a task into shards of at most this many estimated tokens")
+    ex.add_argument("--dry-run", action="store_true", help="print the plan (shards, estimated tokens) and stop")
+    ex.add_argument("-r", "--reuse", nargs="?", const="latest", metavar="RUN", help="continue a run (default: the latest in the work dir); only missing docs are computed")
+    ex.add_argument("-m", "--mode", choices=["all", "infer", "eval"], default="all", help="infer: answers only; eval: re-score saved answers without the model")
+    ex.add_argument("--retry", type=int, default=2, metavar="N", help="times a shard whose worker or job died is run again (default 2)")
+    ex.add_argument("--slurm", action="store_true", help="run shards as Slurm jobs")
+    ex.add_argument("-p", "--partition", help="Slurm partition")
+    ex.add_argument("-q", "--qos", help="Slurm QOS")
+    ex.add_argument("--slurm-time", type=int, metavar="MIN", help="Slurm time limit per job, minutes")
 
     ls = sub.add_parser("list", help="tasks, their variants, and whether their data is found")
     ls.add_argument("pattern", nargs="?", help="only names containing this")
@@ -42,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sm = sub.add_parser("summary", help="re-render the summary of a run directory")
     sm.add_argument("run_dir")
+
+    wk = sub.add_parser("worker", help="(internal) run shards of a planned run; what pool processes and Slurm jobs call")
+    wk.add_argument("run_dir")
+    wk.add_argument("shards", nargs="+", metavar="SHARD_ID")
     return p
 
 
@@ -70,7 +85,7 @@ def _raw_config(args) -> dict:
     from lmgauge.config import read_config_file
     from lmgauge.defaults import DEFAULT_SUITE, default_model
 
-    data = read_config_file(args.config) if args.config else {}
+    data = read_config_file(args.config) if args.config else dict(getattr(args, "config_data", None) or {})
     models = list(data.get("models") or [])
     if args.hf_path:
         m = {"path": args.hf_path}
@@ -99,66 +114,73 @@ def _raw_config(args) -> dict:
 def cmd_run(args) -> int:
     from lmgauge.config import ConfigError, validate
     from lmgauge.data.sources import set_data_dir
-    from lmgauge.models import ModelError, build_model
     from lmgauge.report.console import RichProgress, print_summary
     from lmgauge.report.summary import write_summary
-    from lmgauge.runs.manifest import Manifest, peak_memory
-    from lmgauge.runs.plan import plan_tasks
+    from lmgauge.runs.coordinator import RunOptions, available_devices, check_space, execute, find_run, format_plan
+    from lmgauge.runs.manifest import Manifest
+    from lmgauge.runs.plan import plan_shards, plan_tasks
     from lmgauge.runs.rundir import RunDir
-    from lmgauge.runs.runner import run_model_tasks
     from lmgauge.tasks.registry import UnknownTask
 
     _setup_logging(args.debug)
+    opts = RunOptions(
+        max_num_workers=args.max_num_workers, max_partition_size=args.max_partition_size, mode=args.mode, retries=args.retry,
+        debug=args.debug, slurm=args.slurm, partition=args.partition, qos=args.qos, slurm_time_min=args.slurm_time,
+    )  # fmt: skip
+    rundir = None
     try:
+        if args.mode == "eval" and not args.reuse:
+            raise ValueError("--mode eval re-scores the answers of a previous run: give -r [RUN]")
+        if args.reuse:
+            rundir = find_run(args.work_dir or "outputs", args.reuse)
+            if not (args.config or args.hf_path or args.datasets):  # `-r` alone: the run's own config
+                args.config_data = rundir.read_manifest()["config"]
         raw = _raw_config(args)
-        cfg = validate(raw, args.config or "command line")
+        cfg = validate(raw, args.config or ("run.json of " + str(rundir.root) if rundir and not args.config else "command line"))
         set_data_dir(cfg.data_dir)
         specs = plan_tasks(cfg)
-        for m in cfg.models:
-            if not Path(m.path).expanduser().exists():
-                raise FileNotFoundError(f"model {m.name}: path {m.path!r} does not exist (an HF model folder or a .gguf file)")
+        if args.mode != "eval":
+            for m in cfg.models:
+                if m.backend == "hf" and not Path(m.path).expanduser().exists():
+                    raise FileNotFoundError(f"model {m.name}: path {m.path!r} does not exist (an HF model folder or a .gguf file)")
+        estimate = args.dry_run or bool(args.max_partition_size) or opts.executor != "inline"
+        shards = plan_shards(cfg, specs, args.max_partition_size, estimate=estimate)
     except (ConfigError, UnknownTask, FileNotFoundError, ValueError) as e:
         log.error("%s", e)
         return 2
+    if args.dry_run:
+        print(format_plan(cfg, shards, opts, available_devices()))
+        return 0
     try:
-        rundir = RunDir.create(cfg.work_dir, args.run_id)
+        check_space(rundir.root if rundir else cfg.work_dir, shards)
+        rundir = rundir or RunDir.create(cfg.work_dir, args.run_id)
     except OSError as e:
         log.error("%s", e)
         return 2
     _setup_logging(args.debug, rundir.root / "logs" / "run.log")
-    manifest = Manifest(rundir, cfg.model_dump(mode="json"))
-    log.info("run directory: %s (%d tasks x %d models)", rundir.root, len(specs), len(cfg.models))
-    failed = 0
-    status = "done"
-    try:
-        for mcfg in cfg.models:
-            t0 = time.perf_counter()
-            try:
-                model = build_model(mcfg)
-            except (ModelError, OSError, ValueError) as e:
-                log.error("model %s: %s", mcfg.name, e)
-                manifest.model_loaded(mcfg.name, {"status": "failed", "error": str(e)})
-                failed += len(specs)
-                continue
-            manifest.model_loaded(mcfg.name, {**model.describe(), "load_s": round(time.perf_counter() - t0, 3)})
-            outcomes = run_model_tasks(model, specs, rundir, manifest, RichProgress())
-            failed += sum(not o.ok for o in outcomes)
-            manifest.data["models"][mcfg.name]["tokens"] = {
-                "forwarded": model.stats.forwarded, "per_request_baseline": model.stats.naive,
-                "scored": model.stats.scored, "requests": model.stats.requests,
-            }  # fmt: skip
-            manifest.data["models"][mcfg.name]["peak_memory"] = peak_memory()
-            manifest.data["models"][mcfg.name]["eval_s"] = round(time.perf_counter() - t0, 3)
-            del model
-    except KeyboardInterrupt:
-        status = "interrupted"
-        log.warning("interrupted: finished tasks are kept in %s", rundir.root)
+    manifest = (Manifest.resume if args.reuse else Manifest)(rundir, cfg.model_dump(mode="json"))
+    log.info("run directory: %s (%d tasks x %d models, %d shard(s))%s", rundir.root, len(specs), len(cfg.models), len(shards),
+             f"; continuing, mode {args.mode}" if args.reuse else "")  # fmt: skip
+    outcomes, interrupted = execute(cfg, specs, shards, rundir, manifest, opts, RichProgress())
+    failed = sum(1 for o in outcomes if not o.ok and o.complete)
+    incomplete = sum(1 for o in outcomes if not o.complete)
+    status = "interrupted" if interrupted else ("incomplete" if incomplete and args.mode != "infer" else "done")
     models, rows = write_summary(rundir)
     manifest.finish(status if not failed else f"{status} ({failed} task(s) failed)")
-    print_summary(models, rows, where=str(Path(rundir.root) / "summary.txt"))
+    if args.mode != "infer":
+        print_summary(models, rows, where=str(Path(rundir.root) / "summary.txt"))
     log.info("wrote %s", rundir.root)
     _close_log_files()
-    return 130 if status == "interrupted" else (1 if failed else 0)
+    if interrupted:
+        return 130
+    return 1 if failed or (incomplete and args.mode != "infer") else 0
+
+
+def cmd_worker(args) -> int:
+    from lmgauge.runs.worker import run_worker
+
+    _setup_logging(False)
+    return run_worker(args.run_dir, args.shards)
 
 
 def cmd_list(args) -> int:
@@ -186,7 +208,7 @@ def cmd_summary(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return {"run": cmd_run, "list": cmd_list, "summary": cmd_summary}[args.command](args)
+    return {"run": cmd_run, "list": cmd_list, "summary": cmd_summary, "worker": cmd_worker}[args.command](args)
 
 
 if __name__ == "__main__":

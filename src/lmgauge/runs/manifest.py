@@ -73,6 +73,40 @@ class Manifest:
         self._t0 = time.perf_counter()
         self.save()
 
+    @classmethod
+    def resume(cls, rundir: RunDir, config: dict, argv: list[str] | None = None) -> "Manifest":
+        """The run.json of a run continued with -r: its history kept, this attempt added."""
+        self = cls.__new__(cls)
+        self.rundir = rundir
+        try:
+            old = rundir.read_manifest()
+        except (OSError, ValueError):
+            old = {}
+        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        fresh = {"format": 1, "run_id": rundir.root.name, "started": now, "models": {}, "tasks": {}, "timings": {}}
+        self.data = {**fresh, **old}
+        self.data.update({
+            "finished": None, "status": "running", "argv": argv if argv is not None else sys.argv[1:], "config": config,
+            "versions": package_versions(), "git_sha": git_sha(),
+            "host": {"node": platform.node(), "python": platform.python_version(), "platform": platform.platform()},
+        })  # fmt: skip
+        self.data.setdefault("resumed", []).append(now)
+        self._t0 = time.perf_counter()
+        self.save()
+        return self
+
+    def job_event(self, shard_ids: list[str], record: dict) -> None:
+        """A worker process or Slurm job of these shards started or ended (job ids, states, attempts)."""
+        for sid in shard_ids:
+            jobs = self.data.setdefault("shards", {}).setdefault(sid, {}).setdefault("jobs", [])
+            key = ("job_id", record["job_id"]) if "job_id" in record else ("pid", record.get("pid"))
+            same = [j for j in jobs if j.get(key[0]) == key[1] and j.get("attempt") == record.get("attempt")]
+            if same:
+                same[0].update(record)
+            else:
+                jobs.append(dict(record))
+        self.save()
+
     def save(self) -> None:
         self.rundir.write_manifest(self.data)
 

@@ -1,10 +1,59 @@
-"""Config -> the list of tasks to run, each with its resolved options."""
+"""Config -> tasks -> shards: one model, one task, a contiguous range of docs.
+
+Ranges are contiguous so merging shards keeps doc order and gives what an unsharded run gives.
+`--max-partition-size` cuts a task by estimated tokens (prompt characters / 4, continuations and
+generation budgets included), not by rows: a 5-shot MMLU question costs far more than a PIQA one.
+"""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import asdict, dataclass
+from typing import Callable
+
 from lmgauge.config import RunConfig
-from lmgauge.runs.runner import TaskSpec
+from lmgauge.requests import GenerateRequest, LoglikelihoodRequest, RollingRequest
+from lmgauge.runs.rundir import safe_name
+from lmgauge.tasks.base import Task
 from lmgauge.tasks.registry import build, expand
+
+log = logging.getLogger(__name__)
+
+CHARS_PER_TOKEN = 4  # a plan-time estimate: no tokenizer is loaded to plan
+
+
+@dataclass
+class TaskSpec:
+    """One task to run, with the options it was built from (recorded in run.json)."""
+
+    name: str
+    mode: str | None
+    options: dict
+    limit: int | None
+    build: Callable[[], Task]
+
+
+@dataclass
+class Shard:
+    model: str
+    task: str
+    start: int
+    stop: int | None  # None: to the end of the task's docs (after --limit)
+    whole: bool  # the only shard of its task: journals straight into samples/<model>/<task>.jsonl
+    est_tokens: int | None = None
+    n_docs: int | None = None
+
+    @property
+    def id(self) -> str:
+        end = "end" if self.stop is None else str(self.stop)
+        return f"{safe_name(self.model)}__{safe_name(self.task)}__{self.start}-{end}"
+
+    def to_json(self) -> dict:
+        return {"id": self.id, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Shard":
+        return cls(**{k: v for k, v in d.items() if k != "id"})
 
 
 def plan_tasks(cfg: RunConfig) -> list[TaskSpec]:
@@ -23,3 +72,68 @@ def plan_tasks(cfg: RunConfig) -> list[TaskSpec]:
             build(name, mode, **options)  # fail now, not an hour into the run
             specs.append(TaskSpec(name, mode, options, limit, lambda n=name, m=mode, o=options: build(n, m, **o)))
     return specs
+
+
+def doc_cost(requests: list) -> int:
+    """Estimated tokens to answer one doc's requests (a shared context counts once: the engine reuses it)."""
+    chars = 0
+    contexts_seen: set[str] = set()
+    for r in requests:
+        if isinstance(r, LoglikelihoodRequest):
+            if r.context not in contexts_seen:
+                contexts_seen.add(r.context)
+                chars += len(r.context)
+            chars += len(r.continuation)
+        elif isinstance(r, RollingRequest):
+            chars += len(r.text)
+        elif isinstance(r, GenerateRequest):
+            chars += len(r.prompt) + CHARS_PER_TOKEN * r.max_new_tokens
+        else:
+            chars += len(str(r))
+    return max(1, chars // CHARS_PER_TOKEN)
+
+
+def task_costs(spec: TaskSpec) -> list[int] | None:
+    """Per-doc cost of a task's docs (after --limit); None when its data cannot be read (the worker
+    reports that error in its place)."""
+    try:
+        task = spec.build()
+        docs, _ = task.load()
+        if spec.limit is not None:
+            docs = docs[: spec.limit]
+        return [doc_cost(task.requests(doc, i)) for i, doc in enumerate(docs)]
+    except Exception as e:  # noqa: BLE001 - any failure here is the task's, reported when it runs
+        log.debug("cannot estimate %s: %s", spec.name, e)
+        return None
+
+
+def split_by_cost(costs: list[int], max_size: int) -> list[tuple[int, int]]:
+    """Contiguous [start, stop) ranges, each at most max_size (a single doc over it stands alone)."""
+    ranges, start, acc = [], 0, 0
+    for i, c in enumerate(costs):
+        if i > start and acc + c > max_size:
+            ranges.append((start, i))
+            start, acc = i, 0
+        acc += c
+    if start < len(costs):
+        ranges.append((start, len(costs)))
+    return ranges
+
+
+def plan_shards(cfg: RunConfig, specs: list[TaskSpec], max_partition_size: int | None = None, estimate: bool = True) -> list[Shard]:
+    """Every (model, task) as one shard, or several when its estimated cost exceeds max_partition_size."""
+    per_task: dict[str, list[int] | None] = {}
+    if estimate or max_partition_size:
+        per_task = {s.name: task_costs(s) for s in specs}
+    shards: list[Shard] = []
+    for m in cfg.models:
+        for s in specs:
+            costs = per_task.get(s.name)
+            if costs is None:
+                shards.append(Shard(m.name, s.name, 0, None, True))
+                continue
+            ranges = split_by_cost(costs, max_partition_size) if max_partition_size else [(0, len(costs))]
+            for a, b in ranges:
+                whole = len(ranges) == 1
+                shards.append(Shard(m.name, s.name, a, None if whole else b, whole, sum(costs[a:b]), b - a))
+    return shards

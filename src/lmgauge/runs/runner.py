@@ -1,36 +1,29 @@
-"""Run models x tasks inline: build requests, let the backend answer, write each doc as it finishes.
+"""From shards back to tasks: merge each task's journals into one samples file, score what is not
+scored yet (or everything, for `--mode eval`), aggregate, write results; groups from their members.
 
-A task that fails is recorded in run.json with its error and the run goes on; what finished stays
-on disk.
+A task whose shard failed is recorded in run.json with its error and the run goes on; a task with a
+shard that never finished (interrupted) is left unmerged for `-r` to complete.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-import time
-import traceback
 from dataclasses import dataclass, field
-from typing import Callable
 
 from lmgauge.models.base import LanguageModel
-from lmgauge.requests import GenerateRequest, LoglikelihoodRequest, RollingRequest, TokenStats
+from lmgauge.runs.journal import TaskJournal, is_answer, results_from
 from lmgauge.runs.manifest import Manifest
-from lmgauge.runs.rundir import RunDir, SampleWriter
+from lmgauge.runs.plan import Shard, TaskSpec
+from lmgauge.runs.rundir import RunDir
+from lmgauge.runs.worker import Progress, prompt_fields, read_marker, run_shard_safely, scored_record
 from lmgauge.scoring.aggregate import group_summary, metric_summary
 from lmgauge.tasks.base import Task
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class TaskSpec:
-    """One task to run, with the options it was built from (recorded in run.json)."""
-
-    name: str
-    mode: str | None
-    options: dict
-    limit: int | None
-    build: Callable[[], Task]
+__all__ = ["Progress", "TaskSpec", "TaskOutcome", "finalize_task", "finalize_model", "group_results", "run_task"]
 
 
 @dataclass
@@ -40,128 +33,115 @@ class TaskOutcome:
     samples: list[dict] = field(default_factory=list)
     task_obj: Task | None = None
     error: str | None = None
+    complete: bool = True
 
 
-class Progress:
-    """Progress bars with ETA; a no-op stand-in keeps the runner free of UI decisions."""
-
-    def start(self, description: str, total: int) -> None: ...
-
-    def advance(self, n: int = 1) -> None: ...
-
-    def stop(self) -> None: ...
+def _sum(dicts: list[dict]) -> dict:
+    out: dict = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = round(out.get(k, 0) + v, 3) if isinstance(v, float) else out.get(k, 0) + v
+    return out
 
 
-def _answer(model: LanguageModel, requests: list, on_result) -> None:
-    kinds = {type(r) for r in requests}
-    if len(kinds) > 1:
-        raise TypeError(f"a task mixed request kinds: {sorted(k.__name__ for k in kinds)}")
-    kind = kinds.pop()
-    if kind is LoglikelihoodRequest:
-        model.loglikelihood(requests, on_result)
-    elif kind is RollingRequest:
-        model.loglikelihood_rolling(requests, on_result)
-    elif kind is GenerateRequest:
-        model.generate(requests, on_result)
-    else:
-        raise TypeError(f"unknown request kind {kind.__name__}")
+def _rescored(task: Task, records: list[dict], rescore_all: bool) -> tuple[list[dict], bool]:
+    """Score answered records that lack scores (an `--mode infer` run), or all of them (`--mode eval`),
+    from the raw answers in the journal; the model is not needed."""
+    todo = [r for r in records if is_answer(r) and (rescore_all or "metrics" not in r)]
+    if not todo:
+        return records, False
+    docs, _ = task.load()
+    by_id = {}
+    for r in todo:
+        d = r["doc_id"]
+        requests = task.requests(docs[d], d)
+        new = scored_record(task, docs[d], d, results_from(r["answers"], requests))
+        new["answers"] = r["answers"]
+        new.update(prompt_fields(requests))
+        by_id[d] = new
+    return [by_id.get(r["doc_id"], r) for r in records], True
 
 
-def _prompt_fields(requests: list) -> dict:
-    first = requests[0]
-    if isinstance(first, LoglikelihoodRequest):
-        contexts = [r.context for r in requests]
-        if all(c == contexts[0] for c in contexts):
-            return {"prompt": contexts[0], "continuations": [r.continuation for r in requests]}
-        return {"prompts": contexts, "continuations": [r.continuation for r in requests]}
-    if isinstance(first, RollingRequest):
-        return {"text_chars": len(first.text)}
-    return {"prompt": first.prompt}
+def _done(manifest: Manifest | None, model: str, task: str, info: dict) -> None:
+    if manifest is not None:
+        manifest.task_done(model, task, info)
 
 
-def run_task(model: LanguageModel, task: Task, spec: TaskSpec, rundir: RunDir, progress: Progress) -> tuple[list[dict], dict]:
-    t0 = time.perf_counter()
-    docs, where = task.load()
-    n_available = len(docs)
-    if spec.limit is not None:
-        docs = docs[: spec.limit]
-    t_load = time.perf_counter() - t0
-
-    t_build = time.perf_counter()
-    requests: list = []
-    owner: list[int] = []
-    per_doc: list[list] = []
-    for doc_id, doc in enumerate(docs):
-        rs = task.requests(doc, doc_id)
-        per_doc.append([None] * len(rs))
-        requests.extend(rs)
-        owner.extend([doc_id] * len(rs))
-    first_of = {}
-    for j, d in enumerate(owner):
-        first_of.setdefault(d, j)
-    remaining = [len(x) for x in per_doc]
-    samples: list[dict] = []
-    errored: list[dict] = []
-    t_build = time.perf_counter() - t_build
-    stats_before = TokenStats(**{k: getattr(model.stats, k) for k in ("forwarded", "naive", "scored", "requests")})
-
-    progress.start(f"{model.name} | {task.name}", len(docs))
-    t1 = time.perf_counter()
-    with SampleWriter(rundir.samples_path(model.name, task.name)) as writer:
-
-        def on_result(j: int, result) -> None:
-            d = owner[j]
-            per_doc[d][j - first_of[d]] = result
-            remaining[d] -= 1
-            if remaining[d]:
-                return
-            results = per_doc[d]
-            failed = [r.error for r in results if getattr(r, "error", None)]
-            if failed:  # no answer to score: kept on disk as an error, left out of the metrics
-                record = {"doc_id": d, "error": failed[0], "failed_requests": len(failed)}
-            else:
-                record = {"doc_id": d, **task.score(docs[d], d, results)}
-                record["truncated"] = max(getattr(r, "truncated", 0) for r in results)
-            record.update(_prompt_fields(requests[first_of[d] : first_of[d] + len(results)]))
-            writer.write(record)
-            (errored if failed else samples).append(record)
-            progress.advance()
-
-        _answer(model, requests, on_result)
-    t_model = time.perf_counter() - t1
-    progress.stop()
-
-    samples.sort(key=lambda s: s["doc_id"])
-    stats = model.stats
+def finalize_task(rundir: RunDir, spec: TaskSpec, model: str, shards: list[Shard], manifest: Manifest | None, mode: str = "all") -> TaskOutcome:
+    markers = [read_marker(rundir, s.id) for s in shards]
+    failed = [m for m in markers if m and m.get("status") == "failed"]
+    if failed:
+        msg = failed[0]["error"]
+        _done(manifest, model, spec.name, {"status": "failed", "error": msg})
+        return TaskOutcome(spec.name, False, error=msg)
+    if any(m is None for m in markers):
+        _done(manifest, model, spec.name, {"status": "incomplete", "shards_done": sum(m is not None for m in markers), "shards": len(shards)})
+        return TaskOutcome(spec.name, False, error="incomplete", complete=False)
+    task = spec.build()
+    n_docs = markers[0]["n_docs"]
+    journal = TaskJournal(rundir, model, spec.name)
+    records = [rec for d, (rec, _) in sorted(journal.records().items()) if d < n_docs]
+    if len(records) < n_docs:  # cannot happen unless journal files were removed by hand
+        _done(manifest, model, spec.name, {"status": "incomplete", "missing_docs": n_docs - len(records)})
+        return TaskOutcome(spec.name, False, error="incomplete", complete=False)
+    if mode == "infer":
+        journal.merge()
+        _done(manifest, model, spec.name, {"status": "inferred", "version": task.version, "n": n_docs})
+        return TaskOutcome(spec.name, False, error="inferred (no scores: --mode infer)", complete=False)
+    records, changed = _rescored(task, records, rescore_all=(mode == "eval"))
+    journal.merge(records if changed else None)
+    samples = [r for r in records if "error" not in r]
+    errored = [r for r in records if "error" in r]
+    if not samples and not errored:
+        msg = f"ValueError: {spec.name}: no docs to evaluate ({markers[0]['data_source']} has {markers[0]['n_available']}, limit {spec.limit})"
+        _done(manifest, model, spec.name, {"status": "failed", "error": msg})
+        return TaskOutcome(spec.name, False, error=msg)
     info = {
         "task": task.name,
         "version": task.version,
-        "model": model.name,
+        "model": model,
         "group": task.group,
         "subject": task.subject,
         "category": task.category,
         "output_type": task.output_type,
-        "data_source": where,
+        "data_source": markers[0]["data_source"],
         "n": len(samples),
         "n_errors": len(errored),
-        "n_available": n_available,
+        "n_available": markers[0]["n_available"],
         "limit": spec.limit,
         "options": spec.options,
         "truncated_samples": sum(1 for s in samples if s.get("truncated")),
         "metrics": task.aggregate(samples) if samples else {},
-        "timing": {"load_data_s": round(t_load, 3), "build_requests_s": round(t_build, 3), "model_s": round(t_model, 3)},
-        "tokens": {
-            "forwarded": stats.forwarded - stats_before.forwarded,
-            "per_request_baseline": stats.naive - stats_before.naive,
-            "scored": stats.scored - stats_before.scored,
-            "requests": stats.requests - stats_before.requests,
-        },
+        "timing": _sum([m["timing"] for m in markers]),
+        "tokens": _sum([m["tokens"] for m in markers]),
     }
-    if errored:
-        log.warning("%s: %d doc(s) got no answer from the model; recorded as errors in the samples, not scored", task.name, len(errored))
-    if not samples and not errored:
-        raise ValueError(f"{task.name}: no docs to evaluate ({where} has {n_available}, limit {spec.limit})")
-    return samples, info
+    if len(shards) > 1:
+        info["shards"] = len(shards)
+    rundir.write_results(model, task.name, info)
+    _done(manifest, 
+        model,
+        task.name,
+        {"status": "done", "version": info["version"], "n": info["n"], "timing": info["timing"], "tokens": info["tokens"],
+         "computed": sum(m.get("computed", 0) for m in markers), "reused": sum(m.get("reused", 0) for m in markers)},
+    )  # fmt: skip
+    return TaskOutcome(task.name, True, samples, task)
+
+
+def finalize_model(rundir: RunDir, model: str, specs: list[TaskSpec], shards: list[Shard], manifest: Manifest, mode: str = "all") -> list[TaskOutcome]:
+    """Results of every task of a model whose shards all finished, then its groups."""
+    outcomes = []
+    for spec in specs:
+        mine = [s for s in shards if s.model == model and s.task == spec.name]
+        try:
+            outcomes.append(finalize_task(rundir, spec, model, mine, manifest, mode))
+        except Exception as e:  # a scorer that fails on re-scoring: that task only
+            msg = f"{type(e).__name__}: {e}"
+            log.error("%s | %s failed: %s", model, spec.name, msg)
+            _done(manifest, model, spec.name, {"status": "failed", "error": msg})
+            outcomes.append(TaskOutcome(spec.name, False, error=msg))
+    for group, info in group_results(model, outcomes).items():
+        rundir.write_results(model, group, info)
+    return outcomes
 
 
 def group_results(model: str, outcomes: list[TaskOutcome]) -> dict[str, dict]:
@@ -201,37 +181,17 @@ def group_results(model: str, outcomes: list[TaskOutcome]) -> dict[str, dict]:
 
 
 def _combined_version(versions: list[str]) -> str:
-    import hashlib
-
     return hashlib.sha256("".join(sorted(versions)).encode()).hexdigest()[:8]
 
 
-def run_model_tasks(
-    model: LanguageModel, specs: list[TaskSpec], rundir: RunDir, manifest: Manifest, progress: Progress
-) -> list[TaskOutcome]:
-    outcomes = []
-    for spec in specs:
-        try:
-            task = spec.build()
-            samples, info = run_task(model, task, spec, rundir, progress)
-        except KeyboardInterrupt:
-            manifest.task_done(model.name, spec.name, {"status": "interrupted"})
-            raise
-        except Exception as e:  # one bad task must not take the finished ones with it
-            progress.stop()
-            msg = f"{type(e).__name__}: {e}"
-            log.error("%s | %s failed: %s", model.name, spec.name, msg)
-            log.debug("%s", traceback.format_exc())
-            manifest.task_done(model.name, spec.name, {"status": "failed", "error": msg})
-            outcomes.append(TaskOutcome(spec.name, False, error=msg))
-            continue
-        rundir.write_results(model.name, task.name, info)
-        manifest.task_done(
-            model.name,
-            task.name,
-            {"status": "done", "version": info["version"], "n": info["n"], "timing": info["timing"], "tokens": info["tokens"]},
-        )
-        outcomes.append(TaskOutcome(task.name, True, samples, task))
-    for group, info in group_results(model.name, outcomes).items():
-        rundir.write_results(model.name, group, info)
-    return outcomes
+def run_task(model: LanguageModel, task: Task, spec: TaskSpec, rundir: RunDir, progress: Progress) -> tuple[list[dict], dict]:
+    """One whole task in this process, results written: (samples, results info). For scripts."""
+    shard = Shard(model.name, task.name, 0, None, True)
+    built = TaskSpec(spec.name, spec.mode, spec.options, spec.limit, lambda: task)
+    info = run_shard_safely(model, built, shard, rundir, progress)
+    if info["status"] != "done":
+        raise RuntimeError(info["error"])
+    outcome = finalize_task(rundir, built, model.name, [shard], None)
+    if not outcome.ok:
+        raise RuntimeError(outcome.error)
+    return outcome.samples, json.loads(rundir.results_path(model.name, task.name).read_text(encoding="utf-8"))
