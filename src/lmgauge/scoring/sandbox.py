@@ -382,6 +382,8 @@ def _bwrap_isolation(probe: dict[str, Any]) -> dict[str, Any]:
         "user": ("a random unprivileged uid per run, no capabilities" if variant == "drop-uid"
                  else "uid 65534 in its own user namespace, no capabilities"),
         "nested_userns_disabled": variant == "userns",
+        # the kernel never applies RLIMIT_NPROC to uid 0, user namespace or not
+        "nproc_enforced": variant == "drop-uid" or os.geteuid() != 0,
         "writable": [SANDBOX_DIR, f"/tmp (tmpfs {TMPFS_BYTES // 2**20} MiB)"],
         "clean_env": True, "new_session": True,
     }
@@ -391,16 +393,16 @@ def isolation_available(python: str = sys.executable, mode: str = "auto") -> dic
     """What run_program will use on this machine (for run.json); limits come with each result."""
     if mode not in ISOLATION_MODES:
         raise ValueError(f"isolation must be one of {ISOLATION_MODES}, not {mode!r}")
+    fallback = {"tool": "rlimit", "readonly_root": False, "mount_ns": False, "clean_env": True,
+                "new_session": True, "nproc_enforced": os.geteuid() != 0}
     if mode == "rlimit":
-        return {"tool": "rlimit", "reason": "forced", "readonly_root": False, "mount_ns": False,
-                "clean_env": True, "new_session": True}
+        return {**fallback, "reason": "forced"}
     probe = _probe_bwrap(python)
     if probe["ok"]:
         return _bwrap_isolation(probe)
     if mode == "bwrap":
         return {"tool": "none", "error": probe["reason"]}
-    return {"tool": "rlimit", "reason": probe["reason"], "readonly_root": False,
-            "mount_ns": False, "clean_env": True, "new_session": True}
+    return {**fallback, "reason": probe["reason"]}
 
 
 def _tail(path: Path, chars: int) -> str:
@@ -658,9 +660,6 @@ def run_program(
         if report is not None:
             iso = {**iso, **{k: v for k, v in report.items() if k != "rlimits"},
                    "rlimits": report.get("rlimits", {})}
-            if not use_bwrap:
-                # uid 0 is exempt from RLIMIT_NPROC, in a user namespace mapped to root as well
-                iso["nproc_enforced"] = os.geteuid() != 0
             if not use_bwrap and not report.get("net_ns"):
                 iso["net_ns_reason"] = ("unshare(CLONE_NEWNET) not permitted here" if FALLBACK_NAMESPACES
                                         else "namespaces switched off (FALLBACK_NAMESPACES)")
