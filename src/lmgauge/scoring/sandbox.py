@@ -1,39 +1,46 @@
 """Run model-written Python programs in a sandbox and say whether each ran to its very end.
 
 Each program runs in a fresh subprocess with its own temporary directory (also its cwd and HOME),
-an environment built from scratch (no API keys or tokens of ours), ``python -I -S`` (no user site,
-no site-packages, no PYTHON* variables), stdin from /dev/null, and these limits:
+an environment built from scratch (PATH, LANG, HOME, TMPDIR: no API keys or tokens of ours),
+``python -I -S`` (no user site, no site-packages, no PYTHON* variables), stdin from /dev/null, and
+these limits, set by a trusted runner before the program's first line:
 
-- wall clock: ``timeout_s``; then the whole sandbox is killed (status "timeout");
-- rlimits set by the trusted runner before the program's first line: address space
-  (``memory_mb``), CPU seconds, processes/threads, file size, open files, core dumps 0.
+- wall clock ``timeout_s``; then the whole sandbox is killed (status "timeout");
+- rlimits: address space (``memory_mb``), CPU seconds (``cpu_s``, default the wall timeout;
+  SIGXCPU is status "timeout" too), processes+threads (``max_processes``), file size
+  (``max_file_mb``), open files, core dumps 0.
 
 Isolation, best available first (``isolation_available()`` says which this machine gets):
 
-- ``bwrap`` (bubblewrap): new user, PID, network, IPC, UTS and mount namespaces; only /usr, the
-  interpreter's prefixes and a few /etc files visible, all read-only; one writable directory
-  (``/sandbox``, the program's own) and a small tmpfs /tmp; no capabilities, no nested user
-  namespaces, ``--new-session`` (no terminal injection), ``--die-with-parent``. When bwrap's
-  process is killed, the namespace's init dies and the kernel kills every process in the PID
-  namespace, including ones that called setsid() to leave the process group.
-- ``rlimit`` (bwrap missing or not able to start): the runner itself enters new user, network
-  and PID namespaces where the kernel allows (via unshare(2)), sets the same rlimits, and runs
-  the program in a child so it cannot kill us as its parent. Its process group is killed at the
-  end, and any process still carrying this run's marker in its environment. It has no read-only
-  filesystem: a program can write wherever our user can. ``isolation`` says what it really had.
+- ``bwrap`` (bubblewrap): new PID, network, IPC, UTS and mount namespaces; only /usr, the
+  interpreter's prefixes (the venv and its base Python) and a few /etc files visible, all
+  read-only; one writable directory (``/sandbox``, the program's own) and a 64 MiB tmpfs /tmp;
+  no capabilities, ``--new-session`` (no terminal injection), ``--die-with-parent``.
+  As root ("drop-uid" variant) bwrap runs without a user namespace and the runner at once becomes
+  a random uid no one else has: the kernel never applies RLIMIT_NPROC to uid 0, not even mapped
+  in a user namespace, so this is what keeps a fork bomb to ``max_processes``. As another user
+  ("userns" variant) bwrap's own user namespace does the same. The sandbox ends when bwrap's PID 1
+  ends; the kernel then kills everything in the PID namespace, setsid() or not, and we wait for
+  that before returning.
+- ``rlimit`` (bwrap missing or not able to start here): the runner enters new user, network and
+  PID namespaces itself where the kernel allows (unshare(2)), sets the same rlimits, and runs the
+  program in a child, so that its parent is not us. At the end its process group is killed, and
+  every process still carrying this run's marker in its environment. No read-only filesystem, and
+  as root no process limit: ``isolation`` says what a run really had.
 
 "Ran to its end": the harness makes a random per-run token and hands it to the runner through an
 inherited pipe. The runner reads it and closes the pipe before the program starts, runs the program
-(``runpy``, as ``__main__``), and only when the program's last statement has returned writes
-``END <token>`` to a result file the program's directory does not hold. status "passed" needs that
-line and exit code 0, so ``os._exit(0)``, ``sys.exit(0)`` or ``exit()`` before the end fail. The
-token never appears in the program's source, files, argv or environment, so a program cannot write
-it in advance. (Limit: code in the same interpreter could dig it out of the runner's frame with
-introspection; that takes a program written against this runner, not a model's early exit.)
+(compiled and executed as ``__main__``), and only when its last statement has returned writes
+``END <token>`` to a result file outside the program's directory. Status "passed" needs that line
+and exit code 0, so ``os._exit(0)``, ``sys.exit(0)`` or ``exit()`` before the end fail. The token
+is never in the program's source, files, argv or environment, so it cannot be written in advance.
+(Limit: code in the same interpreter could dig it out of the runner's frame by introspection; that
+takes a program written against this runner, not a model's early exit.)
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
 import math
@@ -94,9 +101,10 @@ class _Limits:
 
 
 # The trusted part that runs inside the sandbox before and after the program. Standard library
-# only; its config comes as argv[1] (JSON: fds, limits, paths), never the token itself.
+# only, and few imports (json, runpy would double its start-up time); its config comes as argv[1]
+# (a Python literal: fds, limits, paths), never the token itself. It reports back as a literal too.
 RUNNER = r'''
-import json, os, sys
+import os, sys
 
 def _libc():
     import ctypes
@@ -178,15 +186,23 @@ def _exit_code(code):
     return 128 - code if code < 0 else code  # killed by signal N -> 128+N, as bwrap reports
 
 def _run_program(cfg, token, result_fd):
-    import runpy
-    sys.argv = [cfg["main"]]
-    sys.path[0:0] = [os.path.dirname(cfg["main"])]
-    runpy.run_path(cfg["main"], run_name="__main__")
+    path = cfg["main"]
+    with open(path, "rb") as f:
+        code = compile(f.read(), path, "exec")
+    main = type(sys)("__main__")  # a fresh __main__, as `python main.py` would have
+    main.__file__ = path
+    main.__builtins__ = __builtins__
+    runner = sys.modules["__main__"]
+    sys.modules["__main__"] = main
+    sys.argv = [path]
+    sys.path.insert(0, os.path.dirname(path))
+    exec(code, main.__dict__)
     # only reached when the program's last statement has returned
     os.write(result_fd, b"END " + token + b"\n")
+    sys.modules["__main__"] = runner
 
 def _main():
-    cfg = json.loads(sys.argv[1])
+    cfg = eval(sys.argv[1], {"__builtins__": {}})  # written by the harness, not the program
     report = {}
     if cfg["drop_to_uid"] is not None:  # bwrap as root: become a uid of our own, caps go with it
         uid = cfg["drop_to_uid"]
@@ -207,7 +223,7 @@ def _main():
     else:
         nproc_shared = False
     report["rlimits"] = _set_limits(cfg["limits"], nproc_shared)
-    os.write(result_fd, ("READY " + json.dumps(report) + "\n").encode())
+    os.write(result_fd, ("READY " + repr(report) + "\n").encode())
     if not cfg["own_namespaces"]:
         _run_program(cfg, token, result_fd)
         return
@@ -356,7 +372,7 @@ def _probe_bwrap(python: str) -> dict[str, Any]:
         uid = RUN_UID_RANGE[0]
         os.chmod(tmp, 0o777)
         for variant in variants:
-            check = "import math, json, runpy; print('ok')"  # stdlib modules load from disk
+            check = "import math, json; print('ok')"  # stdlib modules load from disk
             if variant == "drop-uid":
                 check = _drop_uid_snippet(uid) + check
             cmd = _bwrap_args(bwrap, tmp, python, variant) + ["--", python, "-I", "-S", "-c", check]
@@ -549,8 +565,8 @@ def _parse_result_file(path: Path, token: bytes) -> tuple[dict[str, Any] | None,
     for line in lines:
         if line.startswith(b"READY ") and report is None:
             try:
-                report = json.loads(line[6:])
-            except ValueError:
+                report = ast.literal_eval(line[6:].decode())
+            except (ValueError, SyntaxError, UnicodeDecodeError):
                 pass
     return report, (b"END " + token) in lines
 
@@ -608,7 +624,7 @@ def run_program(
         if use_bwrap and _probe_bwrap(python)["variant"] == "drop-uid":
             config["drop_to_uid"] = run_uid
         env = _base_env(inside_work)
-        cmd = [python, "-I", "-S", "-c", RUNNER, json.dumps(config)]
+        cmd = [python, "-I", "-S", "-c", RUNNER, repr(config)]
         pass_fds = [token_r, result_fd]
         info_r = info_w = -1
         if use_bwrap:
