@@ -14,7 +14,8 @@ Isolation, best available first (``isolation_available()`` says which this machi
 
 - ``bwrap`` (bubblewrap): new PID, network, IPC, UTS and mount namespaces; only /usr, the
   interpreter's prefixes (the venv and its base Python) and a few /etc files visible, all
-  read-only; one writable directory (``/sandbox``, the program's own) and a 64 MiB tmpfs /tmp;
+  read-only; writable only its own directory (``/sandbox``, a tmpfs of ``work_dir_mb``) and a
+  64 MiB tmpfs /tmp, so nothing it writes reaches the host;
   no capabilities, ``--new-session`` (no terminal injection), ``--die-with-parent``.
   As root ("drop-uid" variant) bwrap runs without a user namespace and the runner at once becomes
   a random uid no one else has: the kernel never applies RLIMIT_NPROC to uid 0, not even mapped
@@ -215,6 +216,9 @@ def _main():
     result_fd = cfg["result_fd"]
     os.set_inheritable(result_fd, False)  # the program's own children don't get it
     if cfg["own_namespaces"]:
+        _die_with_parent()  # the harness is our parent: go when it goes
+        if os.getppid() != cfg["harness_pid"]:
+            os._exit(137)
         if cfg["try_namespaces"]:
             report.update(_enter_namespaces())
         else:
@@ -313,7 +317,11 @@ BWRAP_VARIANTS_USER = ("userns", "userns-nested-allowed")
 RUN_UID_RANGE = (1_000_000_000, 2_000_000_000)  # random per run; no such user exists
 
 
-def _bwrap_args(bwrap: str, work_dir: str, python: str, variant: str) -> list[str]:
+def _bwrap_args(
+    bwrap: str, main_file: str | None, python: str, variant: str, work_dir_mb: int = 64
+) -> list[str]:
+    """The program's directory is a tmpfs of its own (a full disk is not its to cause), with the
+    program file bound read-only into it; nothing it writes reaches the host."""
     args = [
         bwrap,
         "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
@@ -351,8 +359,11 @@ def _bwrap_args(bwrap: str, work_dir: str, python: str, variant: str) -> list[st
     args += [
         "--proc", "/proc", "--dev", "/dev",
         "--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp",
-        "--bind", work_dir, SANDBOX_DIR, "--chdir", SANDBOX_DIR,
+        "--perms", "1777", "--size", str(work_dir_mb * 2**20), "--tmpfs", SANDBOX_DIR,
     ]
+    if main_file is not None:
+        args += ["--ro-bind", main_file, f"{SANDBOX_DIR}/main.py"]
+    args += ["--chdir", SANDBOX_DIR]
     return args
 
 
@@ -375,7 +386,7 @@ def _probe_bwrap(python: str) -> dict[str, Any]:
             check = "import math, json; print('ok')"  # stdlib modules load from disk
             if variant == "drop-uid":
                 check = _drop_uid_snippet(uid) + check
-            cmd = _bwrap_args(bwrap, tmp, python, variant) + ["--", python, "-I", "-S", "-c", check]
+            cmd = _bwrap_args(bwrap, None, python, variant) + ["--", python, "-I", "-S", "-c", check]
             try:
                 out = subprocess.run(cmd, capture_output=True, text=True, timeout=30,
                                      env=_base_env(SANDBOX_DIR), stdin=subprocess.DEVNULL)
@@ -400,7 +411,7 @@ def _bwrap_isolation(probe: dict[str, Any]) -> dict[str, Any]:
         "nested_userns_disabled": variant == "userns",
         # the kernel never applies RLIMIT_NPROC to uid 0, user namespace or not
         "nproc_enforced": variant == "drop-uid" or os.geteuid() != 0,
-        "writable": [SANDBOX_DIR, f"/tmp (tmpfs {TMPFS_BYTES // 2**20} MiB)"],
+        "writable": [f"{SANDBOX_DIR} (tmpfs)", f"/tmp (tmpfs {TMPFS_BYTES // 2**20} MiB)"],
         "clean_env": True, "new_session": True,
     }
 
@@ -581,12 +592,14 @@ def run_program(
     max_processes: int = 64,
     max_file_mb: int = 64,
     max_open_files: int = 256,
+    work_dir_mb: int = 64,
     isolation: str = "auto",
 ) -> ExecResult:
     """Run `source` as a Python program; "passed" only if it ran to its very end and exited 0.
 
     isolation: "auto" (bwrap when it works here, else rlimits), "bwrap" (or status "error"),
-    "rlimit" (force the fallback, e.g. to test it).
+    "rlimit" (force the fallback, e.g. to test it). work_dir_mb: size of the program's directory
+    (a tmpfs) under bwrap; the fallback writes to a host temporary directory without a quota.
     """
     limits = _Limits(
         memory_mb=memory_mb,
@@ -619,10 +632,12 @@ def run_program(
         config = {
             "run_id": run_id, "token_fd": token_r, "result_fd": result_fd, "limits": limits.as_dict(),
             "main": f"{inside_work}/main.py", "own_namespaces": not use_bwrap, "drop_to_uid": None,
-            "try_namespaces": FALLBACK_NAMESPACES,
+            "try_namespaces": FALLBACK_NAMESPACES, "harness_pid": os.getpid(),
         }
         if use_bwrap and _probe_bwrap(python)["variant"] == "drop-uid":
             config["drop_to_uid"] = run_uid
+        if use_bwrap:
+            iso = {**iso, "writable": [f"{SANDBOX_DIR} (tmpfs {work_dir_mb} MiB)", iso["writable"][1]]}
         env = _base_env(inside_work)
         cmd = [python, "-I", "-S", "-c", RUNNER, repr(config)]
         pass_fds = [token_r, result_fd]
@@ -631,11 +646,9 @@ def run_program(
             probe = _probe_bwrap(python)
             info_r, info_w = os.pipe()
             pass_fds.append(info_w)
-            cmd = (_bwrap_args(probe["path"], str(work), python, probe["variant"])
+            cmd = (_bwrap_args(probe["path"], str(work / "main.py"), python, probe["variant"],
+                               work_dir_mb)
                    + ["--info-fd", str(info_w), "--"] + cmd)
-            if probe["variant"] == "drop-uid":
-                os.chown(work, run_uid, run_uid)
-                os.chown(work / "main.py", run_uid, run_uid)
         else:
             env["TMPDIR"] = str(work)
             env[MARKER_VAR] = marker  # type: ignore[assignment]
