@@ -55,7 +55,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -613,7 +613,9 @@ def run_program(
         return ExecResult("error", None, 0.0, "", "", iso, detail=iso["error"])
     use_bwrap = iso["tool"] == "bwrap"
 
-    with tempfile.TemporaryDirectory(prefix="lmgauge-sbx-") as root_dir:
+    probe = _probe_bwrap(python) if use_bwrap else {}
+    # a fallback program may leave files we cannot delete (chmod 000): not worth a crash
+    with tempfile.TemporaryDirectory(prefix="lmgauge-sbx-", ignore_cleanup_errors=True) as root_dir:
         root = Path(root_dir)
         work = root / "work"  # the program's own directory; output files stay outside it
         work.mkdir()
@@ -634,7 +636,7 @@ def run_program(
             "main": f"{inside_work}/main.py", "own_namespaces": not use_bwrap, "drop_to_uid": None,
             "try_namespaces": FALLBACK_NAMESPACES, "harness_pid": os.getpid(),
         }
-        if use_bwrap and _probe_bwrap(python)["variant"] == "drop-uid":
+        if use_bwrap and probe["variant"] == "drop-uid":
             config["drop_to_uid"] = run_uid
         if use_bwrap:
             iso = {**iso, "writable": [f"{SANDBOX_DIR} (tmpfs {work_dir_mb} MiB)", iso["writable"][1]]}
@@ -643,7 +645,6 @@ def run_program(
         pass_fds = [token_r, result_fd]
         info_r = info_w = -1
         if use_bwrap:
-            probe = _probe_bwrap(python)
             info_r, info_w = os.pipe()
             pass_fds.append(info_w)
             cmd = (_bwrap_args(probe["path"], str(work / "main.py"), python, probe["variant"],
