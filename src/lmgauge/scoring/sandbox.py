@@ -481,6 +481,13 @@ def _kill_everything(proc: subprocess.Popen[bytes], marker: str | None) -> None:
         time.sleep(0.01)
 
 
+def _readable(fd: int, timeout_s: float) -> bool:
+    # poll, not select: in a big process our fds may be numbered above select's 1024
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(max(0, int(timeout_s * 1000))))
+
+
 def _wait_unreaped(pid: int, timeout_s: float) -> bool:
     """Wait until `pid` has exited, without reaping it; False if it is still running at timeout."""
     deadline = time.monotonic() + timeout_s
@@ -490,8 +497,7 @@ def _wait_unreaped(pid: int, timeout_s: float) -> bool:
         pidfd = None
     if pidfd is not None:
         try:
-            ready, _, _ = select.select([pidfd], [], [], max(0.0, timeout_s))
-            return bool(ready)
+            return _readable(pidfd, timeout_s)
         finally:
             os.close(pidfd)
     pause = 0.001
@@ -518,8 +524,7 @@ class _NamespaceInit:
         data = b""
         deadline = time.monotonic() + timeout_s
         while (left := deadline - time.monotonic()) > 0:
-            ready, _, _ = select.select([info_fd], [], [], left)
-            chunk = os.read(info_fd, 4096) if ready else b""
+            chunk = os.read(info_fd, 4096) if _readable(info_fd, left) else b""
             if not chunk:
                 break
             data += chunk
@@ -544,7 +549,7 @@ class _NamespaceInit:
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
             except OSError:
                 pass  # already gone
-            select.select([self.pidfd], [], [], timeout_s)  # readable once it has exited
+            _readable(self.pidfd, timeout_s)  # readable once it has exited
             os.close(self.pidfd)
             self.pidfd = None
             return
