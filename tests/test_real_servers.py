@@ -1,0 +1,135 @@
+"""Real inference servers (vLLM CPU, llama-cpp-python) serving SmolLM2-135M-Instruct on this machine.
+
+Each module-scoped fixture installs its server when missing (scripts/servers/install_*.sh: minutes
+the first time, cached after) and starts it on a free port; LMGAUGE_SKIP_SERVERS=1 skips them.
+What the asserts pin down is described in docs/servers.md.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+from servers import server_fixture
+
+pytestmark = [pytest.mark.servers, pytest.mark.slow]
+
+PROMPT = "The capital of France is Paris. The capital of Germany is"
+
+vllm = server_fixture("vllm")
+llamacpp = server_fixture("llamacpp")
+
+
+def post(url: str, body: dict, timeout: float = 300.0) -> dict:
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return json.loads(r.read())
+
+
+@pytest.fixture(scope="module")
+def hf_reference(smollm2_hf_folder):
+    """(ids of PROMPT, log p(ids[i] | ids[:i]) from a plain float32 transformers forward, None first)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    ids = AutoTokenizer.from_pretrained(smollm2_hf_folder)(PROMPT)["input_ids"]
+    model = AutoModelForCausalLM.from_pretrained(smollm2_hf_folder, dtype=torch.float32).eval()
+    with torch.no_grad():
+        lp = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), -1)
+    return ids, [None] + [lp[i - 1, t].item() for i, t in enumerate(ids) if i > 0]
+
+
+@pytest.fixture(scope="module")
+def smollm2_hf_folder():
+    from servers import serve
+
+    return serve.hf_folder_for(None)
+
+
+def completion(url, prompt, max_tokens=1, **extra) -> dict:
+    body = {"model": url.model, "prompt": prompt, "echo": True, "logprobs": 1, "max_tokens": max_tokens,
+            "temperature": 0, **extra}  # fmt: skip
+    return post(f"{url}/v1/completions", body)
+
+
+def assert_echo_shape(choice: dict, n_prompt: int, n_generated: int) -> dict:
+    """The OpenAI legacy layout: parallel lists over prompt tokens (+ generated ones)."""
+    lp = choice["logprobs"]
+    n = n_prompt + n_generated
+    for key in ("tokens", "token_logprobs", "text_offset", "top_logprobs"):
+        assert len(lp[key]) == n, (key, lp[key])
+    assert all(isinstance(t, str) for t in lp["tokens"])
+    assert lp["text_offset"] == sorted(lp["text_offset"]) and lp["text_offset"][0] == 0
+    return lp
+
+
+# --- vLLM ----------------------------------------------------------------------------------------
+
+
+def test_vllm_serves_models(vllm):
+    models = get(f"{vllm}/v1/models")
+    assert [m["id"] for m in models["data"]] == [vllm.model]
+
+
+@pytest.mark.parametrize("as_ids", [False, True], ids=["text", "token_ids"])
+@pytest.mark.parametrize("max_tokens", [1, 0])
+def test_vllm_echo_prompt_logprobs_equal_transformers(vllm, hf_reference, as_ids, max_tokens):
+    """echo + logprobs: the prompt tokens' logprobs (first None) equal a float32 transformers forward."""
+    ids, ref = hf_reference
+    out = completion(vllm, ids if as_ids else PROMPT, max_tokens=max_tokens)
+    choice = out["choices"][0]
+    # max_tokens 0 is accepted: the prompt alone comes back (usage still counts 1 completion token)
+    lp = assert_echo_shape(choice, len(ids), max_tokens)
+    assert choice["text"].startswith(PROMPT)
+    assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
+    assert "".join(lp["tokens"][: len(ids)]) == PROMPT
+    got = lp["token_logprobs"][1 : len(ids)]
+    assert max(abs(a - b) for a, b in zip(got, ref[1:])) < 1e-3
+    # top_logprobs holds the top-1 and the actual token when they differ
+    for tok, lpv, top in zip(lp["tokens"][1:], lp["token_logprobs"][1:], lp["top_logprobs"][1:]):
+        assert top[tok] == pytest.approx(lpv) and 1 <= len(top) <= 2
+    # with echo, vLLM also fills its own prompt_logprobs: [None, {id: {logprob, rank, decoded_token}}]
+    pl = choice["prompt_logprobs"]
+    assert pl[0] is None and len(pl) == len(ids)
+    assert [d[str(t)]["logprob"] for d, t in zip(pl[1:], ids[1:])] == pytest.approx(got, abs=1e-6)
+
+
+def test_vllm_prompt_logprobs_extra_parameter(vllm, hf_reference):
+    ids, ref = hf_reference
+    out = completion(vllm, ids, echo=False, prompt_logprobs=1)
+    choice = out["choices"][0]
+    assert len(choice["logprobs"]["tokens"]) == 1  # the generated token only
+    pl = choice["prompt_logprobs"]
+    got = [d[str(t)]["logprob"] for d, t in zip(pl[1:], ids[1:])]
+    assert pl[0] is None and max(abs(a - b) for a, b in zip(got, ref[1:])) < 1e-3
+
+
+def test_vllm_chat_and_streaming(vllm):
+    chat = post(f"{vllm}/v1/chat/completions", {
+        "model": vllm.model, "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        "max_tokens": 8, "temperature": 0, "logprobs": True, "top_logprobs": 1,
+    })  # fmt: skip
+    msg = chat["choices"][0]
+    assert "Paris" in msg["message"]["content"]
+    assert len(msg["logprobs"]["content"]) == chat["usage"]["completion_tokens"]
+    events = stream_events(f"{vllm}/v1/completions", {"model": vllm.model, "prompt": PROMPT, "max_tokens": 3,
+                                                      "temperature": 0, "stream": True})  # fmt: skip
+    assert events[-1] == "[DONE]" and len(events) == 4
+    assert "".join(json.loads(e)["choices"][0]["text"] for e in events[:-1]).startswith(" Berlin")
+
+
+def stream_events(url: str, body: dict) -> list[str]:
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(req, timeout=300) as r:
+        lines = [ln.decode().strip() for ln in r]
+    return [ln.removeprefix("data: ") for ln in lines if ln.startswith("data: ")]
