@@ -252,3 +252,41 @@ def test_generation_with_shared_prefix_and_early_finishers_equals_alone(tiny_mod
     assert [r.text for r in shared] == [r.text for r in alone]
     assert [r.n_tokens for r in shared] == [r.n_tokens for r in alone]
     assert shared_tokens < sum(len(tiny_model.encode(p)) for p in prompts)
+
+
+def test_sampling_is_seeded_per_request_not_per_batch(tiny_model):
+    """A sampled row draws from its own generator: the same seed gives the same text alone or in a
+    batch; other seeds give other texts; temperature 0 stays greedy."""
+    prompts = ["The quick brown", "Question: What is", "A. one\nB."]
+    reqs = [GenerateRequest(p, max_new_tokens=10, temperature=1.0, seed=7 + i) for i, p in enumerate(prompts)]
+    batched = tiny_model.generate(reqs)
+    alone = [tiny_model.generate([r])[0] for r in reqs]
+    assert [r.text for r in batched] == [r.text for r in alone]
+    again = tiny_model.generate([GenerateRequest(prompts[0], max_new_tokens=10, temperature=1.0, seed=s) for s in range(6)])
+    assert len({r.text for r in again}) > 1
+    greedy = tiny_model.generate([GenerateRequest(prompts[0], max_new_tokens=10)])[0]
+    assert tiny_model.generate([GenerateRequest(prompts[0], max_new_tokens=10, temperature=0.0, seed=3)])[0].text == greedy.text
+
+
+def test_top_p_keeps_only_the_head_of_the_distribution(tiny_model):
+    """top_p so small that only the most likely token survives: sampling becomes greedy."""
+    greedy = tiny_model.generate([GenerateRequest("The quick brown", max_new_tokens=8)])[0]
+    nucleus = tiny_model.generate([GenerateRequest("The quick brown", max_new_tokens=8, temperature=1.0, top_p=1e-6, seed=1)])[0]
+    assert nucleus.text == greedy.text
+
+
+def test_min_new_tokens_holds_back_end_of_sequence(tiny_model, monkeypatch):
+    """EOS made the likeliest token everywhere: without a minimum the row ends at once."""
+    eos = tiny_model.eos_token_id
+    real = tiny_model.decode_step
+
+    def eos_first(input_ids, attention_mask, position_ids, cache):
+        logits, cache = real(input_ids, attention_mask, position_ids, cache)
+        logits = logits.clone()
+        logits[:, eos] = logits.max() + 10
+        return logits, cache
+
+    monkeypatch.setattr(tiny_model, "decode_step", eos_first)
+    assert tiny_model.generate([GenerateRequest("The quick brown", max_new_tokens=8)])[0].n_tokens == 0
+    res = tiny_model.generate([GenerateRequest("The quick brown", max_new_tokens=8, min_new_tokens=3)])[0]
+    assert res.n_tokens == 3 and res.finish_reason == "eos"

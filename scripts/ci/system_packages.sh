@@ -5,6 +5,8 @@ set -euo pipefail
 # command -> package; add a line per tool a test needs
 declare -A NEEDED=(
   [bwrap]=bubblewrap
+  [slurmctld]=slurm-wlm
+  [munged]=munge
 )
 missing=()
 for cmd in "${!NEEDED[@]}"; do

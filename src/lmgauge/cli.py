@@ -116,7 +116,7 @@ def cmd_run(args) -> int:
     from lmgauge.data.sources import set_data_dir
     from lmgauge.report.console import RichProgress, print_summary
     from lmgauge.report.summary import write_summary
-    from lmgauge.runs.coordinator import RunOptions, available_devices, check_space, execute, find_run, format_plan
+    from lmgauge.runs.coordinator import RunOptions, available_devices, check_space, execute, find_run, format_plan, previous_partition
     from lmgauge.runs.manifest import Manifest
     from lmgauge.runs.plan import plan_shards, plan_tasks
     from lmgauge.runs.rundir import RunDir
@@ -133,6 +133,8 @@ def cmd_run(args) -> int:
             raise ValueError("--mode eval re-scores the answers of a previous run: give -r [RUN]")
         if args.reuse:
             rundir = find_run(args.work_dir or "outputs", args.reuse)
+            if args.max_partition_size is None:  # the same shards as before, unless asked otherwise
+                opts.max_partition_size = args.max_partition_size = previous_partition(rundir)
             if not (args.config or args.hf_path or args.datasets):  # `-r` alone: the run's own config
                 args.config_data = rundir.read_manifest()["config"]
         raw = _raw_config(args)

@@ -45,6 +45,7 @@ class ModelConfig(BaseModel):
     dtype: str = "auto"
     device: str = "auto"
     bos: Literal["never", "always", "tokenizer"] = "never"
+    chat_template: bool = False  # generation prompts through the tokenizer's chat template (instruct models)
     trust_remote_code: bool = False
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     tokenizer_kwargs: dict[str, Any] = Field(default_factory=dict)
@@ -100,9 +101,21 @@ class DatasetConfig(BaseModel):
     seq_len: int | None = Field(default=None, gt=1)
     bs: int | None = Field(default=None, gt=0)
     column: str | None = None
+    # generation tasks (OpenCompass' names for lengths)
+    max_out_len: int | None = Field(default=None, gt=0)
+    min_out_len: int | None = Field(default=None, ge=0)
+    chat: bool | None = None  # None: as the model is configured (chat_template)
+    fewshot_as_multiturn: bool | None = None
+    n_samples: int | None = Field(default=None, gt=0)
+    temperature: float | None = Field(default=None, ge=0)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    train_path: str | None = None  # few-shot split file (gsm8k's train)
+    strip_prompt: bool | None = None  # HumanEval: strip trailing whitespace of prompts
 
     def task_options(self) -> dict:
-        keys = ("num_fewshot", "split", "path", "seed", "style", "seq_len", "bs", "column")
+        keys = ("num_fewshot", "split", "path", "seed", "style", "seq_len", "bs", "column", "max_out_len",
+                "min_out_len", "chat", "fewshot_as_multiturn", "n_samples", "temperature", "top_p", "train_path",
+                "strip_prompt")  # fmt: skip
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
 

@@ -53,11 +53,22 @@ class RollingResult:
 
 @dataclass(frozen=True)
 class GenerateRequest:
-    """Greedy continuation of a prompt, stopped at any of `stop` or after `max_new_tokens`."""
+    """A continuation of a prompt, stopped at any of `stop` or after `max_new_tokens`.
+
+    `messages` is the same prompt as chat turns ((role, content) pairs); a backend uses them with
+    the model's chat template when `chat` is True, or when `chat` is None and the model is
+    configured for chat. temperature 0 is greedy; above 0 samples, reproducibly from `seed`.
+    """
 
     prompt: str
     stop: tuple[str, ...] = ()
     max_new_tokens: int = 256
+    min_new_tokens: int = 0  # end-of-sequence is not accepted before this many tokens
+    messages: tuple[tuple[str, str], ...] | None = None
+    chat: bool | None = None
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,7 @@ class GenerateResult:
     truncated: int = 0
     finish_reason: str = "length"  # "stop" | "length" | "eos"
     error: str | None = None
+    prompt: str | None = None  # the text the model saw, when it differs from the request's (chat template)
 
 
 @dataclass

@@ -75,6 +75,7 @@ class CsvSource:
     path: Path
     columns: Sequence[str]
     header: bool = False  # Hendrycks' MMLU CSVs have none; C-Eval's have one
+    named: bool = False  # columns found by the header's names (C-Eval, CMMLU); `columns` must be among them
 
     def describe(self) -> str:
         return f"{self.path} (csv)"
@@ -92,20 +93,25 @@ class CsvSource:
         rows: list[Row] = []
         with self.path.open(newline="", encoding="utf-8-sig") as f:  # -sig: CSVs saved by Excel start with a BOM
             reader = csv.reader(f)
-            if self.header:
-                next(reader, None)
+            names = list(self.columns)
+            if self.header or self.named:
+                head = next(reader, None) or []
+                if self.named:
+                    missing = [c for c in self.columns if c not in head]
+                    if missing:
+                        raise DataError(f"{self.path}:1: header has no column {', '.join(missing)} (it has: {', '.join(head)})")
+                    names = [h or f"_col{i}" for i, h in enumerate(head)]
             start = reader.line_num + 1
             for raw in reader:
                 # a quoted field may span lines: cite the line the row starts on, not where it ends
                 line, start = start, reader.line_num + 1
                 if not raw:
                     continue
-                if len(raw) != len(self.columns):
+                if len(raw) != len(names):
                     raise DataError(
-                        f"{self.path}:{line}: expected {len(self.columns)} columns "
-                        f"({', '.join(self.columns)}), got {len(raw)}"
+                        f"{self.path}:{line}: expected {len(names)} columns ({', '.join(names)}), got {len(raw)}"
                     )
-                row = dict(zip(self.columns, raw))
+                row = dict(zip(names, raw))
                 row["_source_line"] = line
                 rows.append(row)
         return rows
@@ -164,8 +170,8 @@ class JsonlDocsSource:
                         raise DataError(f"{self.path}:{n}: no key {self.field!r}")
                     obj = obj[self.field]
                 if self.dedupe_key is not None:
-                    key = obj.get(self.dedupe_key)
-                    if key in seen:
+                    key = obj.get(self.dedupe_key)  # a row without the key is never a repeat
+                    if key is not None and key in seen:
                         continue
                     seen.add(key)
                 rows.append(obj)

@@ -6,6 +6,6 @@ lives here, so a faster scheduler replaces this package without touching tasks o
 
 from lmgauge.engine.protocol import TokenModel
 from lmgauge.engine.loglikelihood import score_loglikelihood, score_rolling
-from lmgauge.engine.generate import generate_greedy
+from lmgauge.engine.generate import generate_until
 
-__all__ = ["TokenModel", "score_loglikelihood", "score_rolling", "generate_greedy"]
+__all__ = ["TokenModel", "score_loglikelihood", "score_rolling", "generate_until"]

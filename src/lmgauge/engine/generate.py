@@ -1,9 +1,10 @@
-"""Batched greedy decoding over a KV cache.
+"""Batched decoding over a KV cache: greedy, or sampled with a per-request seed.
 
 Prompts that share a token prefix (few-shot exemplars) have it forwarded once; its KV cache is
 copied into each batch. Rows are left-padded between the prefix and their own tokens, with their
 own position ids, so every row decodes exactly as it would alone. Stop strings are checked on the
-decoded text as it grows; finished rows leave the batch (and the cache) at once.
+decoded text as it grows; finished rows leave the batch (and the cache) at once. A sampled row
+draws from its own generator seeded by its request, so its text does not depend on its batch.
 """
 
 from __future__ import annotations
@@ -21,6 +22,30 @@ def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
+def _next_tokens(logits, reqs: list[GenerateRequest], live: list[int], generators: dict, n_done: list[int], eos: int | None) -> list[int]:
+    """One token per live row: argmax, or a draw from the temperature / top-p distribution."""
+    import torch
+
+    held = [b for b, k in enumerate(live) if eos is not None and n_done[k] < reqs[k].min_new_tokens]
+    if held:
+        logits = logits.clone()  # the model's logits are inference tensors: not writable in place
+        logits[held, eos] = float("-inf")
+    out = logits.argmax(-1).tolist()
+    for b, k in enumerate(live):
+        req = reqs[k]
+        if req.temperature <= 0:
+            continue
+        probs = torch.softmax(logits[b] / req.temperature, dim=-1)
+        if req.top_p < 1.0:
+            sorted_p, order = probs.sort(descending=True)
+            keep = sorted_p.cumsum(-1) - sorted_p < req.top_p  # smallest set reaching top_p
+            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
+        if k not in generators:
+            generators[k] = torch.Generator().manual_seed(req.seed if req.seed is not None else 0)
+        out[b] = int(torch.multinomial(probs, 1, generator=generators[k]))
+    return out
+
+
 def _decode_batch(
     model: TokenModel,
     state,
@@ -29,7 +54,7 @@ def _decode_batch(
     reqs: list[GenerateRequest],
     stats: TokenStats | None,
 ) -> list[tuple[str, int, str]]:
-    """Greedy-decode rows (each continuing the prefix in `state`, if any); (text, tokens, reason)."""
+    """Decode rows (each continuing the prefix in `state`, if any); (text, tokens, reason)."""
     import torch
 
     n, width = len(rows), max(len(r) for r in rows)
@@ -43,12 +68,13 @@ def _decode_batch(
     out: list[tuple[str, int, str] | None] = [None] * n
     tokens: list[list[int]] = [[] for _ in rows]
     live = list(range(n))  # batch row -> request index within this batch
+    generators: dict = {}
     step_ids = ids
     while live:
         logits, cache = model.decode_step(step_ids, mask, positions, cache)
         if stats is not None:
             stats.forwarded += int(step_ids.numel())
-        nxt = logits.argmax(-1).tolist()
+        nxt = _next_tokens(logits, reqs, live, generators, [len(t) for t in tokens], model.eos_token_id)
         keep = []
         for b, k in enumerate(live):
             req = reqs[k]
@@ -76,7 +102,7 @@ def _decode_batch(
     return out  # type: ignore[return-value]
 
 
-def generate_greedy(
+def generate_until(
     model: TokenModel,
     requests: Sequence[GenerateRequest],
     on_result: Callable[[int, GenerateResult], None] | None = None,

@@ -19,6 +19,7 @@ def build_model(cfg) -> LanguageModel:
             device=cfg.device,
             trust_remote_code=cfg.trust_remote_code,
             bos=cfg.bos,
+            chat_template=cfg.chat_template,
             max_seq_len=cfg.max_seq_len,
             batch_size=cfg.batch_size,
             token_budget=cfg.token_budget,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -95,6 +96,7 @@ class HFModel:
         batch_size: int | None = None,
         token_budget: int | None = None,
         prefix_reuse: bool = True,
+        chat_template: bool = False,
         model_kwargs: dict | None = None,
         tokenizer_kwargs: dict | None = None,
     ) -> None:
@@ -141,6 +143,7 @@ class HFModel:
         self.max_length = int(max_seq_len or _config_max_length(self.model.config, tok))
         self.batch_size = batch_size
         self.prefix_reuse = prefix_reuse  # off: every row forwarded whole (the plain path, for checking)
+        self.chat_template = chat_template  # generation prompts go through the tokenizer's chat template
         self.token_budget = int(
             token_budget or auto_token_budget(self.model.config, self.device, self.model.dtype.itemsize)
         )
@@ -280,7 +283,30 @@ class HFModel:
         return engine.score_rolling(self, requests, on_result, self._stats)
 
     def generate(self, requests: Sequence[GenerateRequest], on_result: OnResult | None = None) -> list[GenerateResult]:
-        return engine.generate_greedy(self, requests, on_result, self._stats)
+        rendered = [self._rendered_prompt(r) for r in requests]
+        prepared = [replace(r, prompt=p) for r, p in zip(requests, rendered)]
+
+        def with_prompt(i: int, result: GenerateResult) -> GenerateResult:
+            return replace(result, prompt=rendered[i]) if rendered[i] != requests[i].prompt else result
+
+        def forward(i: int, result: GenerateResult) -> None:
+            if on_result is not None:
+                on_result(i, with_prompt(i, result))
+
+        results = engine.generate_until(self, prepared, forward, self._stats)
+        return [with_prompt(i, r) for i, r in enumerate(results)]
+
+    def _rendered_prompt(self, request: GenerateRequest) -> str:
+        """The request's text, or its chat turns through the tokenizer's chat template."""
+        use_chat = request.chat if request.chat is not None else self.chat_template
+        if not use_chat:
+            return request.prompt
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ModelError(f"{self.name}: chat template asked for, but the tokenizer has none (set chat_template: false)")
+        turns = request.messages or (("user", request.prompt),)
+        return self.tokenizer.apply_chat_template(
+            [{"role": role, "content": content} for role, content in turns], tokenize=False, add_generation_prompt=True
+        )
 
     def describe(self) -> dict:
         return {
@@ -292,6 +318,7 @@ class HFModel:
             "device": self.device,
             "max_length": self.max_length,
             "bos": self.bos_policy,
+            "chat_template": self.chat_template,
             "batch_size": self.batch_size,
             "token_budget": self.token_budget,
             "prefix_reuse": self.prefix_reuse,

@@ -29,7 +29,7 @@ def summary_rows(rundir: RunDir) -> tuple[list[str], list[dict]]:
     for model, task, res in rundir.iter_results():
         if model not in models:
             models.append(model)
-        mode = "ppl"
+        mode = "gen" if str(res.get("output_type", "")).startswith("generate") else "ppl"
         if res.get("is_group"):
             member_of.update({m: task for m in res.get("members", [])})
             for metric, agg in res["metrics"].items():

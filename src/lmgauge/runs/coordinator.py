@@ -63,6 +63,14 @@ def find_run(work_dir: str | Path, reuse: str) -> RunDir:
     return RunDir(max(runs, key=lambda p: ((p / "run.json").stat().st_mtime, p.name)))
 
 
+def previous_partition(rundir: RunDir) -> int | None:
+    """The --max-partition-size a run was planned with, so `-r` finds its shards again."""
+    try:
+        return json.loads((rundir.root / "plan.json").read_text(encoding="utf-8")).get("max_partition_size")
+    except (OSError, ValueError):
+        return None
+
+
 def model_key(m: ModelConfig) -> str:
     """What in a model's config changes its answers (not batching, placement or scheduling)."""
     d = m.model_dump(mode="json")
@@ -147,15 +155,22 @@ def execute(
     cfg: RunConfig, specs: list[TaskSpec], shards: list[Shard], rundir: RunDir, manifest: Manifest, opts: RunOptions, progress: Progress
 ) -> tuple[list[TaskOutcome], bool]:
     """Runs what the journal lacks and finalizes every task; (outcomes, interrupted)."""
-    write_json_atomic(rundir.root / "plan.json", {"config": cfg.model_dump(mode="json"), "mode": opts.mode, "shards": [s.to_json() for s in shards]})
+    plan = {"config": cfg.model_dump(mode="json"), "mode": opts.mode, "max_partition_size": opts.max_partition_size, "shards": [s.to_json() for s in shards]}
+    write_json_atomic(rundir.root / "plan.json", plan)
     _check_journal_keys(rundir, cfg, specs, opts.mode)
     by_name = {s.name: s for s in specs}
     answered = {(m.name, s.name): TaskJournal(rundir, m.name, s.name).answered() for m in cfg.models for s in specs}
     todo = []
     for s in shards:
-        if opts.mode != "eval" and not _shard_is_complete(rundir, s, by_name[s.task], answered[(s.model, s.task)]):
+        if opts.mode == "eval":
+            pass
+        elif not _shard_is_complete(rundir, s, by_name[s.task], answered[(s.model, s.task)]):
             marker_path(rundir, s.id).unlink(missing_ok=True)
             todo.append(s)
+        else:  # kept whole: its counts now say that nothing was computed for it this time
+            m = read_marker(rundir, s.id)
+            m["reused"], m["computed"] = m.get("reused", 0) + m.get("computed", 0), 0
+            write_json_atomic(marker_path(rundir, s.id), m)
         manifest.data.setdefault("shards", {}).setdefault(s.id, {}).update({k: v for k, v in s.to_json().items() if k != "id"})
     reused = len(shards) - len(todo)
     if reused:

