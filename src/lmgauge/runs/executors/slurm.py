@@ -43,7 +43,11 @@ def _run(cmd: list[str]) -> str:
 
 def job_completion_file() -> Path | None:
     """JobCompLoc when JobCompType is jobcomp/filetxt."""
-    conf = dict(FIELD.findall(_run(["scontrol", "show", "config"]).replace(" = ", "=")))
+    conf = {}
+    for line in _run(["scontrol", "show", "config"]).splitlines():  # "JobCompType             = jobcomp/filetxt"
+        key, sep, value = line.partition("=")
+        if sep:
+            conf[key.strip()] = value.strip()
     if conf.get("JobCompType") == "jobcomp/filetxt" and conf.get("JobCompLoc"):
         return Path(conf["JobCompLoc"])
     return None
