@@ -8,6 +8,7 @@ What the asserts pin down is described in docs/servers.md.
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 
 import pytest
@@ -133,3 +134,67 @@ def stream_events(url: str, body: dict) -> list[str]:
     with urllib.request.urlopen(req, timeout=300) as r:
         lines = [ln.decode().strip() for ln in r]
     return [ln.removeprefix("data: ") for ln in lines if ln.startswith("data: ")]
+
+
+# --- llama-cpp-python ----------------------------------------------------------------------------
+
+
+def test_llamacpp_serves_models(llamacpp):
+    models = get(f"{llamacpp}/v1/models")
+    assert [m["id"] for m in models["data"]] == [llamacpp.model]
+
+
+def test_llamacpp_echo_logprobs_shape_and_issue_1983_quirk(llamacpp, hf_reference, smollm2_hf_folder):
+    """echo + logprobs on llama-cpp-python 0.3.36 (model without BOS): parallel lists over the PROMPT
+    tokens only (the one generated token has no entry), first None, and each value is the token's
+    logprob of REPEATING ITSELF, log p(t_i | t_0..t_i), not log p(t_i | t_0..t_{i-1}) (issue 1983);
+    top_logprobs[i] is the distribution of the NEXT token. The GGUF is Q4_1 (llama.cpp also quantizes
+    activations), so values match the float32 folder dequantized from it to ~0.4, not 1e-3."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    ids, ref = hf_reference
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_hf_folder)
+    out = completion(llamacpp, PROMPT, max_tokens=1)
+    choice = out["choices"][0]
+    assert out["usage"] == {"prompt_tokens": len(ids), "completion_tokens": 1, "total_tokens": len(ids) + 1}
+    assert choice["text"].startswith(PROMPT) and len(choice["text"]) > len(PROMPT)
+    lp = assert_echo_shape(choice, len(ids), 0)  # no entry for the generated token
+    assert "".join(lp["tokens"]) == PROMPT
+    assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
+
+    model = AutoModelForCausalLM.from_pretrained(smollm2_hf_folder, dtype=torch.float32).eval()
+    with torch.no_grad():
+        full = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), -1)
+    got = lp["token_logprobs"][1:]
+    itself = [full[i, ids[i]].item() for i in range(1, len(ids))]
+    correct = ref[1:]
+    assert max(abs(a - b) for a, b in zip(got, itself)) < 1.0  # the quirk
+    assert max(abs(a - b) for a, b in zip(got, correct)) > 5.0  # so NOT the prompt logprobs
+    argmax = [tokenizer.decode([full[i].argmax().item()]) for i in range(len(ids))]
+    for i in range(1, len(ids)):  # top_logprobs[i]: the top-1 predicting token i+1, and token i itself
+        top1 = max(lp["top_logprobs"][i].items(), key=lambda kv: kv[1])[0]
+        assert top1 == argmax[i]
+        assert lp["top_logprobs"][i][lp["tokens"][i]] == pytest.approx(lp["token_logprobs"][i])
+
+
+def test_llamacpp_rejects_token_id_prompts(llamacpp, hf_reference):
+    """prompt must be str or list[str]: a list of ids fails validation (HTTP 500, not 4xx)."""
+    ids, _ = hf_reference
+    with pytest.raises(urllib.error.HTTPError) as e:
+        completion(llamacpp, ids, max_tokens=1)
+    assert e.value.code >= 400 and "Input should be a valid string" in e.value.read().decode()
+
+
+def test_llamacpp_chat_and_streaming(llamacpp):
+    chat = post(f"{llamacpp}/v1/chat/completions", {
+        "model": llamacpp.model, "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        "max_tokens": 8, "temperature": 0, "logprobs": True, "top_logprobs": 1,
+    })  # fmt: skip
+    msg = chat["choices"][0]
+    assert msg["message"]["role"] == "assistant" and msg["message"]["content"]
+    assert len(msg["logprobs"]["content"]) == chat["usage"]["completion_tokens"]
+    events = stream_events(f"{llamacpp}/v1/completions", {"model": llamacpp.model, "prompt": PROMPT,
+                                                          "max_tokens": 3, "temperature": 0, "stream": True})  # fmt: skip
+    assert events[-1] == "[DONE]"
+    assert "".join(json.loads(e)["choices"][0]["text"] for e in events[:-1]).startswith(" Berlin")
