@@ -35,6 +35,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--bos", choices=["never", "always", "tokenizer"], help="prepend BOS to contexts (lm-eval: never)")
     run.add_argument("--trust-remote-code", action="store_true")
     run.add_argument("--debug", action="store_true", help="one process, debug logs on the console")
+    api = run.add_argument_group("a model served over HTTP (docs/api-backends.md)")
+    api.add_argument("--api-url", help="OpenAI-compatible base URL (http://HOST:PORT/v1) or lightllm's http://HOST:PORT/generate (adds a model)")
+    api.add_argument("--api-model", help="model name on the server (default: the one /v1/models lists)")
+    api.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key")
+    api.add_argument("--api-type", choices=["openai", "lightllm"], help="default: from the URL")
+    api.add_argument("--api-tokenizer", metavar="PATH", help="local tokenizer (HF folder or .gguf): prompts sent as the hf backend's token ids")
+    api.add_argument("--api-chat", action="store_true", help="generation through /v1/chat/completions")
+    api.add_argument("--api-stream", action="store_true", help="stream generated text")
+    api.add_argument("--concurrency", type=int, help="requests in flight (default 64)")
+    api.add_argument("--timeout", type=float, help="seconds per request try (default 120)")
+    api.add_argument("--retries", type=int, help="retries of a failed request (default 5)")
     ex = run.add_argument_group("execution (docs/run-directory.md)")
     ex.add_argument("--max-num-workers", type=int, default=1, metavar="N", help="shards run in parallel (worker processes or Slurm jobs)")
     ex.add_argument("--max-partition-size", type=int, metavar="TOKENS", help="split a task into shards of at most this many estimated tokens")
@@ -92,6 +103,12 @@ def _raw_config(args) -> dict:
         if args.abbr:
             m["abbr"] = args.abbr
         models.append(m)
+    if args.api_url:
+        served = {"api_url": args.api_url, "api_model": args.api_model, "api_key_env": args.api_key_env,
+                  "api_type": args.api_type, "tokenizer_path": args.api_tokenizer, "api_chat": args.api_chat or None,
+                  "api_stream": args.api_stream or None, "concurrency": args.concurrency, "timeout": args.timeout,
+                  "retries": args.retries, "abbr": None if args.hf_path else args.abbr}  # fmt: skip
+        models.append({k: v for k, v in served.items() if v is not None})
     overrides = {
         "tokenizer_path": args.tokenizer_path, "batch_size": args.batch_size, "token_budget": args.token_budget,
         "max_seq_len": args.max_seq_len, "dtype": args.dtype, "device": args.device, "bos": args.bos,

@@ -33,9 +33,9 @@ class ConfigError(ValueError):
 class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    backend: Literal["hf"] = "hf"
+    backend: Literal["hf", "openai", "lightllm"] = "hf"
     abbr: str | None = None
-    path: str
+    path: str  # hf: model folder or .gguf; served backends: defaults to api_url
     tokenizer_path: str | None = None
     gguf_file: str | None = None
     max_seq_len: int | None = Field(default=None, gt=1)
@@ -50,6 +50,16 @@ class ModelConfig(BaseModel):
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     tokenizer_kwargs: dict[str, Any] = Field(default_factory=dict)
     run_cfg: dict[str, Any] = Field(default_factory=dict)
+    # served models (backend openai / lightllm); see docs/api-backends.md
+    api_url: str | None = None
+    api_model: str | None = None
+    api_key_env: str | None = None  # the key is read from this environment variable, never from a file
+    api_type: Literal["openai", "lightllm"] | None = None
+    api_chat: bool = False  # generation through /v1/chat/completions
+    api_stream: bool = False
+    concurrency: int = Field(default=64, gt=0)  # requests in flight
+    timeout: float = Field(default=120.0, gt=0)  # seconds per try
+    retries: int = Field(default=5, ge=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -57,6 +67,13 @@ class ModelConfig(BaseModel):
         if not isinstance(data, dict):
             return data
         data = {k: v for k, v in data.items() if k not in OPENCOMPASS_IGNORED_KEYS}
+        if data.get("api_url") and "backend" not in data:  # a served model: its URL says which API
+            url = str(data["api_url"]).rstrip("/")
+            data["backend"] = data.get("api_type") or ("lightllm" if url.endswith(("/generate", "/generate_stream")) else "openai")
+        if data.get("backend") in ("openai", "lightllm"):
+            if "api_tokenizer" in data:
+                data.setdefault("tokenizer_path", data.pop("api_tokenizer"))
+            data.setdefault("path", data.get("api_url") or "")  # a missing api_url is named below
         mk = dict(data.get("model_kwargs") or {})
         # OpenCompass puts these in model_kwargs; they are first-class here
         for key, field in (("torch_dtype", "dtype"), ("dtype", "dtype"), ("trust_remote_code", "trust_remote_code")):
@@ -82,8 +99,18 @@ class ModelConfig(BaseModel):
             raise ValueError(f"dtype {v!r} is not one of auto, float32, float16, bfloat16")
         return v
 
+    @model_validator(mode="after")
+    def _served_models_have_a_url(self) -> "ModelConfig":
+        if self.backend != "hf" and not self.api_url:
+            raise ValueError(f"backend {self.backend!r} needs `api_url` (e.g. http://localhost:8000/v1)")
+        return self
+
     @property
     def name(self) -> str:
+        if self.backend != "hf":  # the served model's name, else host_port
+            from urllib.parse import urlsplit
+
+            return self.abbr or self.api_model or urlsplit(self.api_url or "").netloc.replace(":", "_") or "served"
         p = Path(self.path).expanduser().resolve()  # a folder's dots are part of its name (Llama-3.1-8B); a file's suffix is not
         return self.abbr or (p.stem if p.suffix.lower() == ".gguf" else p.name)
 
