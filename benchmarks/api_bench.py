@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(reqs)} log-likelihood requests ({', '.join(args.datasets)}, {args.limit} docs each) "
           f"-> {url} ({model.api_model}); prompts as {'token ids, ' + str(tokens) + ' tokens' if tokens else 'text'}")  # fmt: skip
 
-    evals, raws = [], []
+    evals, raws, failures = [], [], 0
     for k in range(args.repeats):
         t0 = time.perf_counter()
         results = model.loglikelihood(reqs)
@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         raw_failures = asyncio.run(post_all(url, bodies, model._headers))
         raws.append(time.perf_counter() - t0)
+        failures += raw_failures + errors
         print(f"  round {k + 1}: eval {evals[-1]:.2f}s ({errors} errors)   raw {raws[-1]:.2f}s ({raw_failures} failures)")
     best_eval, best_raw = min(evals), min(raws)
     figures = {
@@ -90,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     print(f"best of {args.repeats}: eval {best_eval:.2f}s, raw {best_raw:.2f}s, ratio {figures['ratio']:.3f} "
           f"({figures['eval_requests_per_s']} vs {figures['raw_requests_per_s']} requests/s)")  # fmt: skip
+    if failures:
+        print(f"warning: {failures} requests failed: a failed request is quick, so the ratio is not to be trusted")
+    figures["failures"] = failures
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=2)
