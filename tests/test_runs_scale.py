@@ -81,26 +81,12 @@ def reference_run(tmp_path_factory, tiny_llama_dir):
     return runs_helpers.reference_run(tmp_path_factory, tiny_llama_dir)
 
 
-def test_pool_of_two_workers_with_shards_equals_one_process(tmp_path, tiny_llama_dir, reference_run):
-    code, out = run(_args(tiny_llama_dir, tmp_path, "--max-partition-size", "400", "--max-num-workers", "2"), tmp_path)
-    assert code == 0, out
-    rd = only_run(tmp_path)
-    assert_same_results(rd, reference_run)
-    manifest = json.loads((rd / "run.json").read_text())
-    assert manifest["executor"] == "pool" and len(manifest["shards"]) >= 3
-    pids = {j["pid"] for s in manifest["shards"].values() for j in s["jobs"]}
-    assert len(pids) == 2  # two worker processes
-    assert not list((rd / "samples" / "tiny").glob("*.shard-*.jsonl"))  # merged: one file per task
-    lines = (rd / "samples" / "tiny" / "mmlu_astronomy.jsonl").read_text().splitlines()
-    assert [json.loads(x)["doc_id"] for x in lines] == list(range(6))
-
-
-def test_worker_killed_mid_shard_is_retried_and_results_are_unchanged(tmp_path, tiny_llama_dir, reference_run):
-    p = start(_args(tiny_llama_dir, tmp_path, "--max-num-workers", "2"), tmp_path,
-              LMGAUGE_TEST_SLOW_APPEND="0.5", LMGAUGE_TEST_SLOW_ONCE=str(tmp_path / "slowed"))  # fmt: skip
+def test_pool_of_two_workers_one_killed_mid_shard_equals_one_process(tmp_path, tiny_llama_dir, reference_run):
+    """Shards in two worker processes; one worker is SIGKILLed after its first answer: its unfinished
+    shards go to a new worker, and the merged results equal the unsharded run in one process."""
+    args = _args(tiny_llama_dir, tmp_path, "--max-partition-size", "400", "--max-num-workers", "2")
+    p = start(args, tmp_path, LMGAUGE_TEST_SLOW_APPEND="0.5", LMGAUGE_TEST_SLOW_ONCE=str(tmp_path / "slowed"))
     try:
-        wait_for(lambda: any((d / "run.json").exists() for d in tmp_path.iterdir() if d.is_dir()), what="run dir")
-        rd = only_run(tmp_path)
         slowed = tmp_path / "slowed"
         wait_for(lambda: slowed.exists() and slowed.read_text(), what="a slowed worker's first answer")
         os.kill(int(slowed.read_text()), signal.SIGKILL)
@@ -109,9 +95,16 @@ def test_worker_killed_mid_shard_is_retried_and_results_are_unchanged(tmp_path, 
         p.kill()
     assert p.returncode == 0, out
     assert "retry 1 of 2" in out
+    rd = only_run(tmp_path)
     assert_same_results(rd, reference_run)
-    states = [j["state"] for s in json.loads((rd / "run.json").read_text())["shards"].values() for j in s["jobs"]]
-    assert any(s.startswith("FAILED (exit -9)") for s in states)
+    manifest = json.loads((rd / "run.json").read_text())
+    assert manifest["executor"] == "pool" and len(manifest["shards"]) >= 3
+    jobs = [j for s in manifest["shards"].values() for j in s["jobs"]]
+    assert len({j["pid"] for j in jobs}) == 3  # two workers, then the retry
+    assert any(j["state"] == "FAILED (exit -9)" for j in jobs)
+    assert not list((rd / "samples" / "tiny").glob("*.shard-*.jsonl"))  # merged: one file per task
+    lines = (rd / "samples" / "tiny" / "mmlu_astronomy.jsonl").read_text().splitlines()
+    assert [json.loads(x)["doc_id"] for x in lines] == list(range(6))
 
 
 def test_run_killed_then_resumed_keeps_written_lines_and_redoes_a_torn_one(tmp_path, tiny_llama_dir, reference_run, capsys):
@@ -224,3 +217,22 @@ def test_interrupt_stops_workers_and_keeps_answers(tmp_path, tiny_llama_dir):
         for j in s["jobs"]:
             with pytest.raises(ProcessLookupError):
                 os.kill(j["pid"], 0)
+
+
+def test_workers_hold_their_devices_and_wait_for_free_ones(tmp_path, tiny_llama_dir):
+    """Two devices, a model that wants both per worker, two workers asked for: the second worker
+    waits until the first gives the devices back, and each is handed them in CUDA_VISIBLE_DEVICES.
+    (No GPU here: the ids are only handed out, the tiny model runs on CPU.)"""
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(json.dumps({"models": [{"path": str(tiny_llama_dir), "abbr": "tiny", "run_cfg": {"num_gpus": 2}}]}))
+    code, out = run(["run", str(cfg), "--datasets", "piqa", "--limit", "4", "-w", str(tmp_path / "w"),
+                     "--max-num-workers", "2", "--max-partition-size", "60"], tmp_path, CUDA_VISIBLE_DEVICES="0,1")  # fmt: skip
+    assert code == 0, out
+    rd = only_run(tmp_path / "w")
+    manifest = json.loads((rd / "run.json").read_text())
+    jobs = {j["pid"]: j for s in manifest["shards"].values() for j in s["jobs"]}
+    assert len(jobs) == 2 and all(j["devices"] == ["0", "1"] for j in jobs.values())
+    markers = [json.loads(f.read_text()) for f in (rd / "shards").glob("*.json")]
+    assert len(markers) >= 2 and {m["devices"] for m in markers} == {"0,1"}
+    first, second = sorted(jobs.values(), key=lambda j: j["started"])
+    assert second["started"] >= first["ended"]  # it waited for the devices

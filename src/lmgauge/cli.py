@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     api.add_argument("--timeout", type=float, help="seconds per request try (default 120)")
     api.add_argument("--retries", type=int, help="retries of a failed request (default 5)")
     ex = run.add_argument_group("execution (docs/run-directory.md)")
-    ex.add_argument("--max-num-workers", type=int, default=1, metavar="N", help="shards run in parallel (worker processes or Slurm jobs)")
+    ex.add_argument("--max-num-workers", type=int, metavar="N", help="shards run in parallel: worker processes (default 1: this process) or Slurm jobs (default 32)")
     ex.add_argument("--max-partition-size", type=int, metavar="TOKENS", help="split a task into shards of at most this many estimated tokens")
     ex.add_argument("--dry-run", action="store_true", help="print the plan (shards, estimated tokens) and stop")
     ex.add_argument("-r", "--reuse", nargs="?", const="latest", metavar="RUN", help="continue a run (default: the latest in the work dir); only missing docs are computed")

@@ -32,7 +32,7 @@ JOURNAL_BYTES_PER_TOKEN = 8  # prompts are stored with their answers: about twic
 
 @dataclass
 class RunOptions:
-    max_num_workers: int = 1
+    max_num_workers: int | None = None  # None: inline; for Slurm, 32 jobs queued at once
     max_partition_size: int | None = None
     mode: str = "all"  # all | infer | eval
     retries: int = 2
@@ -46,7 +46,11 @@ class RunOptions:
     def executor(self) -> str:
         if self.slurm:
             return "slurm"
-        return "inline" if self.debug or self.max_num_workers <= 1 else "pool"
+        return "inline" if self.debug or (self.max_num_workers or 1) <= 1 else "pool"
+
+    @property
+    def workers(self) -> int:
+        return self.max_num_workers or (32 if self.slurm else 1)
 
 
 def find_run(work_dir: str | Path, reuse: str) -> RunDir:
@@ -74,7 +78,7 @@ def previous_partition(rundir: RunDir) -> int | None:
 def model_key(m: ModelConfig) -> str:
     """What in a model's config changes its answers (not batching, placement or scheduling)."""
     d = m.model_dump(mode="json")
-    for k in ("run_cfg", "batch_size", "token_budget", "device"):
+    for k in ("run_cfg", "batch_size", "token_budget", "device", "concurrency", "timeout", "retries", "api_stream", "api_key_env"):
         d.pop(k, None)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
@@ -111,11 +115,11 @@ def check_space(work_dir: str | Path, shards: list[Shard]) -> None:
 
 def format_plan(cfg: RunConfig, shards: list[Shard], opts: RunOptions, devices: list[str]) -> str:
     lines = [f"plan: {len(shards)} shard(s), executor {opts.executor}"
-             + (f", {opts.max_num_workers} worker(s)" if opts.executor != "inline" else "")
+             + (f", {opts.workers} worker(s)" if opts.executor != "inline" else "")
              + (f", max partition {opts.max_partition_size} tokens" if opts.max_partition_size else "")]  # fmt: skip
     for m in cfg.models:
         n = devices_per_worker(m, devices, opts.slurm)
-        lines.append(f"model {m.name}: {n} device(s) per worker" + (f"; {n * opts.max_num_workers} for {opts.max_num_workers} workers, {len(devices)} here" if n and not opts.slurm else ""))
+        lines.append(f"model {m.name}: {n} device(s) per worker" + (f"; {n * opts.workers} for {opts.workers} workers, {len(devices)} here" if n and not opts.slurm else ""))
     width = max((len(s.id) for s in shards), default=10)
     lines.append(f"  {'shard':<{width}}  {'docs':>6}  {'est. tokens':>11}")
     for s in shards:
@@ -187,6 +191,9 @@ def execute(
     except KeyboardInterrupt:
         interrupted = True
         log.warning("interrupted: answers already written are kept; continue with -r %s", rundir.root.name)
+    except (ValueError, RuntimeError, OSError) as e:  # no devices for a worker, sbatch refused: said once, clearly
+        log.error("%s", e)
+        manifest.data["executor_error"] = str(e)
     if opts.executor != "inline":
         _models_from_markers(rundir, shards, manifest)
     outcomes = []
@@ -207,7 +214,7 @@ def _jobs(cfg: RunConfig, todo: list[Shard], opts: RunOptions, devices: list[str
         elif opts.executor == "slurm":
             jobs += [Job(m.name, [s], n) for s in mine]
         else:
-            jobs += [Job(m.name, lane, n) for lane in lanes(mine, opts.max_num_workers)]
+            jobs += [Job(m.name, lane, n) for lane in lanes(mine, opts.workers)]
     return jobs
 
 
@@ -216,12 +223,12 @@ def _executor(cfg, specs, rundir, manifest, opts, progress, devices):
     if opts.executor == "slurm":
         from lmgauge.runs.executors.slurm import SlurmExecutor
 
-        return SlurmExecutor(rundir, opts.partition, opts.qos, max_jobs=opts.max_num_workers if opts.max_num_workers > 1 else 32,
+        return SlurmExecutor(rundir, opts.partition, opts.qos, max_jobs=opts.workers,
                              retries=opts.retries, time_limit_min=opts.slurm_time_min, on_job=on_job)  # fmt: skip
     if opts.executor == "pool":
         from lmgauge.runs.executors.pool import LocalPool
 
-        return LocalPool(rundir, opts.max_num_workers, devices, retries=opts.retries, on_job=on_job)
+        return LocalPool(rundir, opts.workers, devices, retries=opts.retries, on_job=on_job)
     from lmgauge.runs.executors.inline import InlineExecutor
 
     return InlineExecutor(rundir, cfg, specs, manifest, progress, score=opts.mode != "infer")

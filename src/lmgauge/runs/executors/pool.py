@@ -64,7 +64,8 @@ class LocalPool:
             proc = subprocess.Popen(worker_command(self.rundir, job.shard_ids), stdout=out, stderr=subprocess.STDOUT, env=env)
         log.info("worker %d started: %s, %d shard(s), %s", proc.pid, job.model, len(job.shards),
                  f"devices {','.join(devices)}" if self.devices else f"{self.threads} CPU thread(s)")  # fmt: skip
-        self.on_job(job, {"pid": proc.pid, "attempt": job.attempt, "devices": devices, "log": str(path.relative_to(self.rundir.root)), "state": "RUNNING"})
+        self.on_job(job, {"pid": proc.pid, "attempt": job.attempt, "devices": devices, "log": str(path.relative_to(self.rundir.root)),
+                                 "state": "RUNNING", "started": time.time()})  # fmt: skip
         return _Running(job, proc, devices, time.perf_counter())
 
     def run(self, jobs: list[Job]) -> None:
@@ -101,7 +102,8 @@ class LocalPool:
     def _finished(self, r: _Running, code: int, queue: list[Job]) -> None:
         left = unfinished(self.rundir, r.job)
         state = "COMPLETED" if code == 0 and not left else f"FAILED (exit {code})"
-        self.on_job(r.job, {"pid": r.proc.pid, "attempt": r.job.attempt, "state": state, "wall_s": round(time.perf_counter() - r.started, 2)})
+        self.on_job(r.job, {"pid": r.proc.pid, "attempt": r.job.attempt, "state": state, "ended": time.time(),
+                             "wall_s": round(time.perf_counter() - r.started, 2)})  # fmt: skip
         if not left:
             return
         if r.job.attempt > self.retries:
