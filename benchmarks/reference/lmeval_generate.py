@@ -25,6 +25,30 @@ hub; offline, `evaluate.load` is redirected for that one name to a local copy of
 installed evaluate version). Nothing else is touched: prompts, few-shot, generation kwargs, filters
 and metrics are lm-eval's own.
 
+Runs behind tests/fixtures/lmeval/gen/ (2 shared CPU cores; OMP_NUM_THREADS=1 matters there: with torch's 2
+threads on contended cores a small matmul took 52 ms instead of 3 ms):
+
+    export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_ALLOW_CODE_EVAL=1
+    M=~/.cache/lmgauge/gguf/SmolLM2-135M-Instruct.Q4_1-79c112428139168f-float32; V=/work/ref/lmeval-venv
+    $V/bin/python benchmarks/reference/lmeval_generate.py run --model $M --task gsm8k_cot --limit 30 \
+        --batch-size 8 --out /work/ref/gen/gsm8k_b8                                  # 43 min
+    $V/bin/python benchmarks/reference/lmeval_generate.py run --model $M --task gsm8k_cot --limit 10 \
+        --batch-size 1 --out /work/ref/gen/gsm8k_b1                                  # 17 min
+    $V/bin/python benchmarks/reference/lmeval_generate.py run --model $M --task gsm8k_cot --doc-range 10 30 \
+        --batch-size 1 --out /work/ref/gen/gsm8k_b1_10_30                            # 29 min
+    $V/bin/python benchmarks/reference/lmeval_generate.py run --model $M --task gsm8k_cot --limit 10 \
+        --batch-size 8 --apply-chat-template --prompts-only --out /work/ref/gen/chat
+    $V/bin/python benchmarks/reference/lmeval_generate.py run --model $M --task humaneval --limit 20 \
+        --batch-size 8 --out /work/ref/gen/he_b8 --code-eval /work/ref/gen/code_eval   # 46 min
+    python benchmarks/reference/lmeval_generate.py compact /work/ref/gen/gsm8k_b8/gsm8k_cot_samples.jsonl \
+        /work/ref/gen/gsm8k_b8/gsm8k_cot_results.json tests/fixtures/lmeval/gen/gsm8k_cot.json \
+        --chat /work/ref/gen/chat/gsm8k_cot_chat_prompts_samples.jsonl
+    python benchmarks/reference/lmeval_generate.py compact /work/ref/gen/he_b8/humaneval_samples.jsonl \
+        /work/ref/gen/he_b8/humaneval_results.json tests/fixtures/lmeval/gen/humaneval.json
+
+The progress lines ("[gen] ...") come from a wrapper around HFLM._model_generate and a forward hook that only
+count and time; they do not change the calls.
+
 `run` writes DIR/<task>[_chat]_samples.jsonl (lm-eval's log_samples entries, one per doc and filter)
 and DIR/<task>[_chat]_results.json (task metrics, the task config lm-eval used, tokenizer/BOS facts,
 wall time). `compact` turns those into the fixture tests/fixtures/lmeval/gen/<task>.json.
@@ -128,8 +152,6 @@ def run(a: argparse.Namespace) -> None:
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, f"{tag}_samples.jsonl"), "w") as f:
         for s in sorted(res["samples"][a.task], key=lambda s: (s["doc_id"], s["filter"])):
-            if a.doc_range:  # lm-eval numbers the selected docs 0..n-1; give them back their test-set index
-                s["doc_id"] += a.doc_range[0]
             f.write(json.dumps(s, default=str) + "\n")
     tok = lm.tokenizer
     probe = tok.encode("Q: x")
@@ -170,6 +192,19 @@ def sha(s: str) -> str:
     return hashlib.sha256(s.encode("utf-8")).hexdigest()
 
 
+def _clean(x):
+    """Config values lm-eval logs as a function's repr or source (humaneval's !function entries) -> `!function utils.NAME`."""
+    import re
+
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_clean(v) for v in x]
+    if isinstance(x, str) and (m := re.match(r"<function (\w+) at 0x[0-9a-f]+>$|def (\w+)\(", x)):
+        return f"!function utils.{m.group(1) or m.group(2)}"
+    return x
+
+
 def compact(a: argparse.Namespace) -> None:
     samples = [json.loads(line) for line in open(a.samples, encoding="utf-8")]
     info = json.load(open(a.results, encoding="utf-8"))
@@ -208,8 +243,8 @@ def compact(a: argparse.Namespace) -> None:
         "num_fewshot": info["config"].get("num_fewshot"),
         "target_delimiter": info["config"].get("target_delimiter"),
         "fewshot_delimiter": info["config"].get("fewshot_delimiter"),
-        "filter_list": info["config"].get("filter_list"),
-        "metric_list": info["config"].get("metric_list"),
+        "filter_list": _clean(info["config"].get("filter_list")),
+        "metric_list": _clean(info["config"].get("metric_list")),
         "hflm": info["hflm"],
         "versions": info.get("versions"),
         "first_prompt": first["_prompt"],
@@ -241,7 +276,7 @@ def main() -> None:
     r.add_argument("--limit", type=int, default=30)
     r.add_argument("--batch-size", type=int, default=8)
     r.add_argument("--doc-range", type=int, nargs=2, metavar=("START", "STOP"),
-                   help="docs START..STOP-1 (lm-eval's `samples`) instead of --limit")  # fmt: skip
+                   help="docs START..STOP-1 (lm-eval's `samples`; doc_id stays the test-set index) instead of --limit")  # fmt: skip
     r.add_argument("--apply-chat-template", action="store_true")
     r.add_argument("--prompts-only", action="store_true", help="skip generation (all outputs empty); records prompts")
     r.add_argument("--code-eval", help="folder holding huggingface/evaluate's metrics/code_eval scripts")
