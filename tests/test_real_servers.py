@@ -198,3 +198,63 @@ def test_llamacpp_chat_and_streaming(llamacpp):
                                                           "max_tokens": 3, "temperature": 0, "stream": True})  # fmt: skip
     assert events[-1] == "[DONE]"
     assert "".join(json.loads(e)["choices"][0]["text"] for e in events[:-1]).startswith(" Berlin")
+
+
+# --- lmgauge's openai backend against the real servers --------------------------------------------
+
+
+def _served(url, **kw):
+    from lmgauge.config import ModelConfig
+    from lmgauge.models import build_model
+
+    return build_model(ModelConfig(backend="openai", api_url=f"{url}/v1", **kw))
+
+
+def test_mmlu_through_vllm_equals_the_hf_backend(vllm, smollm2):
+    """MMLU 5-shot log-likelihoods through vLLM (prompts as the hf path's token ids) equal the hf
+    backend's to 1e-3, with identical predictions."""
+    import lmgauge.tasks  # noqa: F401
+    from lmgauge.tasks.registry import build
+
+    served = _served(vllm, tokenizer_path=str(vllm.model_path))
+    assert served.logprobs_problem is None and served.token_prompts
+    # (the server holds 2048 tokens, so not high_school_us_history, whose 5-shot prompts are longer)
+    task = build("mmlu_college_biology")
+    docs, _ = task.load()
+    docs = docs[:8]
+    requests = [r for i, d in enumerate(docs) for r in task.requests(d, i)]
+    ours, theirs = smollm2.loglikelihood(requests), served.loglikelihood(requests)
+    assert not any(r.error for r in theirs)
+    assert not any(r.truncated for r in ours + theirs)
+    assert max(abs(a.logprob - b.logprob) for a, b in zip(ours, theirs)) < 1e-3
+    for i, d in enumerate(docs):
+        a = task.score(d, i, ours[4 * i : 4 * i + 4])
+        b = task.score(d, i, theirs[4 * i : 4 * i + 4])
+        assert a["pred"] == b["pred"], i
+
+
+def test_lmgauge_run_against_vllm_writes_the_run_directory(vllm, tmp_path):
+    from lmgauge.cli import main
+
+    code = main(["run", "--api-url", f"{vllm}/v1", "--api-tokenizer", str(vllm.model_path), "--datasets",
+                 "mmlu_astronomy", "gsm8k_cot", "--limit", "3", "-w", str(tmp_path)])  # fmt: skip
+    assert code == 0
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    (model_dir,) = (run / "results").iterdir()  # named after the server (host_port) unless --hf-abbr
+    result = json.loads((model_dir / "mmlu_astronomy.json").read_text())
+    assert result["n"] == 3 and not result.get("n_errors")
+    lines = (run / "samples" / model_dir.name / "gsm8k_cot.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and all("output" in json.loads(x) for x in lines)
+
+
+def test_llamacpp_quirk_refuses_loglikelihood_and_generation_still_works(llamacpp):
+    """The probe sees issue 1983 and refuses log-likelihood, naming the gen variant; generation runs."""
+    from lmgauge.models import ModelError
+    from lmgauge.requests import GenerateRequest, LoglikelihoodRequest
+
+    served = _served(llamacpp)
+    assert served.logprobs_problem and "1983" in served.logprobs_problem
+    with pytest.raises(ModelError, match="_gen"):
+        served.loglikelihood([LoglikelihoodRequest("The capital of France is", " Paris")])
+    (out,) = served.generate([GenerateRequest("The capital of France is", stop=("\n",), max_new_tokens=8)])
+    assert out.error is None and out.text.strip()
