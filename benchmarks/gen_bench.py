@@ -24,6 +24,7 @@ import torch
 
 import lmgauge.tasks  # noqa: F401
 from lmgauge.defaults import default_model_path
+from lmgauge.engine.generate import _cut_at_stop as cut_at_stop
 from lmgauge.models.hf import HFModel
 from lmgauge.tasks.registry import build
 
@@ -57,7 +58,8 @@ def main() -> int:
         for ids, n in zip(prompts, produced):
             out = hf.generate(torch.tensor([ids], device=model.device), max_new_tokens=max(n, 1), do_sample=False,
                               pad_token_id=pad, eos_token_id=None)  # fmt: skip
-            single_texts.append(model.decode(out[0, len(ids) : len(ids) + n].tolist()))
+            text = model.decode(out[0, len(ids) : len(ids) + n].tolist())
+            single_texts.append(cut_at_stop(text, task.stop)[0])  # as the engine returns it
     single_s = time.perf_counter() - t1
 
     width = max(len(p) for p in prompts)
