@@ -8,8 +8,9 @@ unbiased estimator of Chen et al. (2021): 1 - C(n-c, k) / C(n, k).
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from math import comb
+from typing import Callable
 from pathlib import Path
 
 from lmgauge.data import HubSource, JsonlDocsSource, data_roots
@@ -32,11 +33,10 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 class CodeTask(GenerationTask):
     """A generation task whose answer is a program: each sample runs in the sandbox."""
 
-    program: callable = None  # (doc, completion, prompt sent) -> program text  # type: ignore[assignment]
+    program: Callable[[Doc, str, str], str] | None = None  # (doc, completion, prompt sent) -> program text
     ks: tuple[int, ...] = (1,)
     timeout_s: float = 10.0
     memory_mb: int = 1024
-    extra_settings: dict = field(default_factory=dict)
 
     def settings(self) -> dict:
         return {**super().settings(), "program": self.program, "ks": list(self.ks), "timeout_s": self.timeout_s}
