@@ -24,7 +24,7 @@ import torch
 
 import lmgauge.tasks  # noqa: F401
 from lmgauge.defaults import default_model_path
-from lmgauge.engine.generate import _cut_at_stop as cut_at_stop
+from lmgauge.engine.generate import cut_at_stop
 from lmgauge.models.hf import HFModel
 from lmgauge.tasks.registry import build
 

@@ -17,7 +17,8 @@ from lmgauge.engine.protocol import TokenModel
 from lmgauge.requests import GenerateRequest, GenerateResult, TokenStats
 
 
-def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    """Text up to the first stop string, and whether one was found."""
     cut = min((text.find(s) for s in stops if s and s in text), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
 
@@ -83,7 +84,7 @@ def _decode_batch(
                 continue
             tokens[k].append(nxt[b])
             # decode the whole tail: single token pieces can split multi-byte characters
-            text, hit = _cut_at_stop(model.decode(tokens[k]), req.stop)
+            text, hit = cut_at_stop(model.decode(tokens[k]), req.stop)
             if hit:
                 out[k] = (text, len(tokens[k]), "stop")
             elif len(tokens[k]) >= req.max_new_tokens:

@@ -30,12 +30,12 @@ from lmgauge.models.api_tokens import (
     move_trailing_spaces,
     rolling_prompts,
 )
+from lmgauge.engine.generate import cut_at_stop
 from lmgauge.models.base import ModelError, OnResult
 from lmgauge.models.http_client import (
     BadAnswer,
     RequestFailed,
     RetryPolicy,
-    cut_at_stop,
     new_client,
     read_api_key,
     request_json,
