@@ -64,13 +64,20 @@ def main(argv: list[str] | None = None) -> int:
     from lmgauge.models.openai_api import OpenAIModel
 
     reqs = build_requests(args.datasets, args.limit, args.num_fewshot)
-    model = OpenAIModel(args.api_url, api_model=args.api_model, api_key_env=args.api_key_env,
-                        tokenizer_path=args.api_tokenizer, concurrency=args.concurrency)  # fmt: skip
+    model = OpenAIModel(
+        args.api_url,
+        api_model=args.api_model,
+        api_key_env=args.api_key_env,
+        tokenizer_path=args.api_tokenizer,
+        concurrency=args.concurrency,
+    )
     bodies = model.loglikelihood_bodies(reqs)
     url = f"{model.base_url}/completions"
     tokens = sum(len(b["prompt"]) if isinstance(b["prompt"], list) else 0 for b in bodies)
-    print(f"{len(reqs)} log-likelihood requests ({', '.join(args.datasets)}, {args.limit} docs each) "
-          f"-> {url} ({model.api_model}); prompts as {'token ids, ' + str(tokens) + ' tokens' if tokens else 'text'}")  # fmt: skip
+    print(
+        f"{len(reqs)} log-likelihood requests ({', '.join(args.datasets)}, {args.limit} docs each) "
+        f"-> {url} ({model.api_model}); prompts as {'token ids, ' + str(tokens) + ' tokens' if tokens else 'text'}"
+    )
 
     evals, raws, failures = [], [], 0
     for k in range(args.repeats):
@@ -82,15 +89,24 @@ def main(argv: list[str] | None = None) -> int:
         raw_failures = asyncio.run(post_all(url, bodies, model._headers))
         raws.append(time.perf_counter() - t0)
         failures += raw_failures + errors
-        print(f"  round {k + 1}: eval {evals[-1]:.2f}s ({errors} errors)   raw {raws[-1]:.2f}s ({raw_failures} failures)")
+        print(
+            f"  round {k + 1}: eval {evals[-1]:.2f}s ({errors} errors)   raw {raws[-1]:.2f}s ({raw_failures} failures)"
+        )
     best_eval, best_raw = min(evals), min(raws)
     figures = {
-        "requests": len(reqs), "prompt_tokens": tokens or None, "concurrency": args.concurrency,
-        "eval_s": round(best_eval, 3), "raw_s": round(best_raw, 3), "ratio": round(best_eval / best_raw, 3),
-        "eval_requests_per_s": round(len(reqs) / best_eval, 2), "raw_requests_per_s": round(len(reqs) / best_raw, 2),
-    }  # fmt: skip
-    print(f"best of {args.repeats}: eval {best_eval:.2f}s, raw {best_raw:.2f}s, ratio {figures['ratio']:.3f} "
-          f"({figures['eval_requests_per_s']} vs {figures['raw_requests_per_s']} requests/s)")  # fmt: skip
+        "requests": len(reqs),
+        "prompt_tokens": tokens or None,
+        "concurrency": args.concurrency,
+        "eval_s": round(best_eval, 3),
+        "raw_s": round(best_raw, 3),
+        "ratio": round(best_eval / best_raw, 3),
+        "eval_requests_per_s": round(len(reqs) / best_eval, 2),
+        "raw_requests_per_s": round(len(reqs) / best_raw, 2),
+    }
+    print(
+        f"best of {args.repeats}: eval {best_eval:.2f}s, raw {best_raw:.2f}s, ratio {figures['ratio']:.3f} "
+        f"({figures['eval_requests_per_s']} vs {figures['raw_requests_per_s']} requests/s)"
+    )
     if failures:
         print(f"warning: {failures} requests failed: a failed request is quick, so the ratio is not to be trusted")
     figures["failures"] = failures

@@ -56,8 +56,13 @@ def main() -> int:
     single_texts = []
     with torch.inference_mode():
         for ids, n in zip(prompts, produced):
-            out = hf.generate(torch.tensor([ids], device=model.device), max_new_tokens=max(n, 1), do_sample=False,
-                              pad_token_id=pad, eos_token_id=None)  # fmt: skip
+            out = hf.generate(
+                torch.tensor([ids], device=model.device),
+                max_new_tokens=max(n, 1),
+                do_sample=False,
+                pad_token_id=pad,
+                eos_token_id=None,
+            )
             text = model.decode(out[0, len(ids) : len(ids) + n].tolist())
             single_texts.append(cut_at_stop(text, task.stop)[0])  # as the engine returns it
     single_s = time.perf_counter() - t1

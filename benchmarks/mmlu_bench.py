@@ -71,7 +71,9 @@ def main() -> int:
     for subject in args.subjects:
         name = f"mmlu_{subject}"
         task = build(name)
-        samples, info = run_task(model, task, TaskSpec(name, None, {}, args.limit, lambda: task), rundir, Progress())
+        samples, info = run_task(
+            model, task, TaskSpec(name, None, {}, args.limit, lambda task=task: task), rundir, Progress()
+        )
         questions += len(samples)
         correct += sum(s["correct"] for s in samples)
     pipeline_s = time.perf_counter() - t0
@@ -93,7 +95,9 @@ def main() -> int:
             if kind == "suffix":  # the prefix's cache is built outside the timed call, as the engine does once
                 out = decoder(input_ids=torch.randint(0, 1000, (1, shape[3]), device=dev), use_cache=True)
                 state = out.cache if cache_arg == "cache" else out.past_key_values
-                layers = [(lay.keys.expand(rows, -1, -1, -1), lay.values.expand(rows, -1, -1, -1)) for lay in state.layers]
+                layers = [
+                    (lay.keys.expand(rows, -1, -1, -1), lay.values.expand(rows, -1, -1, -1)) for lay in state.layers
+                ]
                 kwargs[cache_arg] = DynamicCache(ddp_cache_data=layers, config=model.model.config)
             t = time.perf_counter()
             decoder(input_ids=ids, **kwargs)

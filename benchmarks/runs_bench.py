@@ -49,7 +49,19 @@ def main() -> None:
 
         a.model = default_model_path()
     work = Path(tempfile.mkdtemp(prefix="lmgauge-runs-bench-"))
-    base = ["run", "--hf-path", a.model, "--hf-abbr", "m", "--datasets", *TASKS, "--limit", str(a.limit), "--dtype", "float32"]
+    base = [
+        "run",
+        "--hf-path",
+        a.model,
+        "--hf-abbr",
+        "m",
+        "--datasets",
+        *TASKS,
+        "--limit",
+        str(a.limit),
+        "--dtype",
+        "float32",
+    ]
     report: dict = {"tasks": TASKS, "limit": a.limit, "cpus": os.cpu_count(), "load_avg_before": os.getloadavg()}
 
     if not a.skip_workers:
@@ -63,16 +75,55 @@ def main() -> None:
 
 def workers(base: list[str], work: Path, partition: int) -> dict:
     t1 = lmgauge([*base, "-w", str(work / "w1"), "--run-id", "r"], work)
-    t2 = lmgauge([*base, "-w", str(work / "w2"), "--run-id", "r", "--max-num-workers", "2", "--max-partition-size", str(partition)], work)
+    t2 = lmgauge(
+        [
+            *base,
+            "-w",
+            str(work / "w2"),
+            "--run-id",
+            "r",
+            "--max-num-workers",
+            "2",
+            "--max-partition-size",
+            str(partition),
+        ],
+        work,
+    )
     same = metrics(work / "w1" / "r") == metrics(work / "w2" / "r")
     return {"1_inline_s": round(t1, 1), "2_pool_s": round(t2, 1), "speedup": round(t1 / t2, 2), "same_metrics": same}
 
 
 def slurm(a, work: Path) -> dict:
-    sbase = ["run", "--hf-path", a.model, "--hf-abbr", "m", "--datasets", "piqa", "--limit", str(a.slurm_shards), "--dtype", "float32"]
+    sbase = [
+        "run",
+        "--hf-path",
+        a.model,
+        "--hf-abbr",
+        "m",
+        "--datasets",
+        "piqa",
+        "--limit",
+        str(a.slurm_shards),
+        "--dtype",
+        "float32",
+    ]
     # shards of one doc each, one job at a time: the difference to running the same workers
     # directly is what Slurm adds per shard (submission, scheduling, job start, state polling)
-    ts = lmgauge([*sbase, "-w", str(work / "ws"), "--run-id", "r", "--slurm", "--max-num-workers", "1", "--max-partition-size", "1"], work)
+    ts = lmgauge(
+        [
+            *sbase,
+            "-w",
+            str(work / "ws"),
+            "--run-id",
+            "r",
+            "--slurm",
+            "--max-num-workers",
+            "1",
+            "--max-partition-size",
+            "1",
+        ],
+        work,
+    )
     rd = work / "ws" / "r"
     jobs = [j for s in json.loads((rd / "run.json").read_text())["shards"].values() for j in s["jobs"]]
     in_slurm = sum(j["ended"] - j["submitted"] for j in jobs)  # submit -> seen ended, per job
@@ -80,13 +131,25 @@ def slurm(a, work: Path) -> dict:
     shutil.rmtree(rd / "shards")
     for f in (rd / "samples").rglob("*.jsonl"):
         f.unlink()
-    env = {**os.environ, "LMGAUGE_NO_HUB": "1", "HF_HUB_OFFLINE": "1", "LMGAUGE_NUM_THREADS": "1"}  # a 1-CPU job's threads
+    env = {
+        **os.environ,
+        "LMGAUGE_NO_HUB": "1",
+        "HF_HUB_OFFLINE": "1",
+        "LMGAUGE_NUM_THREADS": "1",
+    }  # a 1-CPU job's threads
     t0 = time.perf_counter()
     for sid in shards:
-        subprocess.run([sys.executable, "-m", "lmgauge", "worker", str(rd), sid], env=env, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "lmgauge", "worker", str(rd), sid], env=env, check=True, capture_output=True
+        )
     td = time.perf_counter() - t0
-    return {"shards": len(shards), "slurm_run_s": round(ts, 1), "jobs_submit_to_end_s": round(in_slurm, 1),
-            "direct_workers_s": round(td, 1), "overhead_per_shard_s": round((in_slurm - td) / len(shards), 2)}  # fmt: skip
+    return {
+        "shards": len(shards),
+        "slurm_run_s": round(ts, 1),
+        "jobs_submit_to_end_s": round(in_slurm, 1),
+        "direct_workers_s": round(td, 1),
+        "overhead_per_shard_s": round((in_slurm - td) / len(shards), 2),
+    }
 
 
 if __name__ == "__main__":

@@ -54,16 +54,49 @@ def main() -> int:
     out = Path(a.out or tempfile.mkdtemp(prefix="vs-lmeval-"))
     out.mkdir(parents=True, exist_ok=True)
 
-    ours_cmd = [sys.executable, "-m", "lmgauge", "run", "--hf-path", a.model, "--hf-abbr", "ours", "--dtype", "float32",
-                "--device", "cpu", "--limit", str(a.limit), "-w", str(out / "runs"), "--run-id", "run",
-                "--datasets", *[f"mmlu_{s}" for s in a.subjects]]  # fmt: skip
-    ref_cmd = [a.lmeval_python, str(HERE / "reference" / "lmeval_mmlu.py"), "--model", a.model, "--limit", str(a.limit),
-               "--batch-size", "8", "--out", str(out), "--subjects", *a.subjects]  # fmt: skip
+    ours_cmd = [
+        sys.executable,
+        "-m",
+        "lmgauge",
+        "run",
+        "--hf-path",
+        a.model,
+        "--hf-abbr",
+        "ours",
+        "--dtype",
+        "float32",
+        "--device",
+        "cpu",
+        "--limit",
+        str(a.limit),
+        "-w",
+        str(out / "runs"),
+        "--run-id",
+        "run",
+        "--datasets",
+        *[f"mmlu_{s}" for s in a.subjects],
+    ]
+    ref_cmd = [
+        a.lmeval_python,
+        str(HERE / "reference" / "lmeval_mmlu.py"),
+        "--model",
+        a.model,
+        "--limit",
+        str(a.limit),
+        "--batch-size",
+        "8",
+        "--out",
+        str(out),
+        "--subjects",
+        *a.subjects,
+    ]
     ref_wall, ref_rss = run_child(ref_cmd, out / "lmeval.log")
     ours_wall, ours_rss = run_child(ours_cmd, out / "lmgauge.log")
 
     ref_perf = json.loads((out / "lmeval_perf.json").read_text())
-    ref = {(r["task"], r["doc_id"]): r for r in map(json.loads, (out / "lmeval_samples.jsonl").read_text().splitlines())}
+    ref = {
+        (r["task"], r["doc_id"]): r for r in map(json.loads, (out / "lmeval_samples.jsonl").read_text().splitlines())
+    }
     run = out / "runs" / "run"
     manifest = json.loads((run / "run.json").read_text())
     ours = {}

@@ -74,8 +74,15 @@ class ModelBackend:
 class StandIn:
     """One server; `start()` binds a port (the same one again after `stop()`)."""
 
-    def __init__(self, backend: ModelBackend, *, model_id: str = "smollm2", max_model_len: int = 2048,
-                 api_key: str | None = None, port: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        backend: ModelBackend,
+        *,
+        model_id: str = "smollm2",
+        max_model_len: int = 2048,
+        api_key: str | None = None,
+        port: int = 0,
+    ) -> None:
         self.backend = backend
         self.model_id = model_id
         self.max_model_len = max_model_len
@@ -84,7 +91,9 @@ class StandIn:
         # lasting behaviour: "selfrepeat" and "text_prompts_only" (llama-cpp-python), "no_prompt_logprobs"
         # (llama.cpp's server), "no_return_all_prompt_logprobs" (lightllm without the flag)
         self.mode: set[str] = set()
-        self.fail_next: list[tuple] = []  # one fault per coming request: ("status", code[, retry_after]), ("slow", s), ("malformed",), ("drop",)
+        self.fail_next: list[
+            tuple
+        ] = []  # one fault per coming request: ("status", code[, retry_after]), ("slow", s), ("malformed",), ("drop",)
         self.requests: list[dict] = []  # every request seen: path, headers, body
         self.in_flight = 0
         self.max_in_flight = 0
@@ -93,7 +102,7 @@ class StandIn:
 
     # --- lifecycle ---
 
-    def start(self) -> "StandIn":
+    def start(self) -> StandIn:
         server = self
 
         class Handler(_Handler):
@@ -166,8 +175,13 @@ class StandIn:
             ids = b.tokenizer(prompt).input_ids
         elif isinstance(prompt, list) and prompt and all(isinstance(x, int) for x in prompt):
             if "text_prompts_only" in self.mode:  # llama-cpp-python: prompt is str | list[str], a 500 otherwise
-                return 500, {"error": {"message": f"1 validation error:\n  {{'type': 'string_type', 'loc': ('body', 'prompt', 'str'), "
-                                                  f"'msg': 'Input should be a valid string', 'input': {prompt[:5]}}}", "type": "internal_server_error"}}  # fmt: skip
+                return 500, {
+                    "error": {
+                        "message": f"1 validation error:\n  {{'type': 'string_type', 'loc': ('body', 'prompt', 'str'), "
+                        f"'msg': 'Input should be a valid string', 'input': {prompt[:5]}}}",
+                        "type": "internal_server_error",
+                    }
+                }
             ids = list(prompt)
         else:
             return 400, _error("prompt must be a string or a list of token ids", 400)
@@ -175,7 +189,9 @@ class StandIn:
         if len(ids) + max_tokens > self.max_model_len:
             return 400, _error(
                 f"This model's maximum context length is {self.max_model_len} tokens. However, you requested "
-                f"{len(ids) + max_tokens} tokens ({len(ids)} in the messages, {max_tokens} in the completion).", 400)  # fmt: skip
+                f"{len(ids) + max_tokens} tokens ({len(ids)} in the messages, {max_tokens} in the completion).",
+                400,
+            )
         stops = body.get("stop") or []
         stops = [stops] if isinstance(stops, str) else list(stops)
         new, text, finish, stop_reason, prompt_rows = b.greedy(ids, max_tokens, stops)
@@ -183,19 +199,33 @@ class StandIn:
         lp = None
         if logprobs is not None and "no_prompt_logprobs" not in self.mode:
             full = self.echo_logprobs(ids + new, len(new), max(1, int(logprobs)), prompt_rows)
-            lp = full if echo else {k: v[len(ids):] for k, v in full.items()}
+            lp = full if echo else {k: v[len(ids) :] for k, v in full.items()}
         elif logprobs is not None:  # llama.cpp's server: logprobs for generated tokens only
             full = self.echo_logprobs(ids + new, len(new), max(1, int(logprobs)))
-            lp = {k: v[len(ids):] for k, v in full.items()}
+            lp = {k: v[len(ids) :] for k, v in full.items()}
         if echo:
             text = b.tokenizer.decode(ids) + text
-        choice = {"index": 0, "text": text, "logprobs": lp, "finish_reason": finish, "stop_reason": stop_reason, "prompt_logprobs": None}
+        choice = {
+            "index": 0,
+            "text": text,
+            "logprobs": lp,
+            "finish_reason": finish,
+            "stop_reason": stop_reason,
+            "prompt_logprobs": None,
+        }
         return 200, {
-            "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-            "model": self.model_id, "choices": [choice],
-            "usage": {"prompt_tokens": len(ids), "total_tokens": len(ids) + len(new), "completion_tokens": len(new),
-                      "prompt_tokens_details": None},
-        }  # fmt: skip
+            "id": f"cmpl-{uuid.uuid4().hex}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": self.model_id,
+            "choices": [choice],
+            "usage": {
+                "prompt_tokens": len(ids),
+                "total_tokens": len(ids) + len(new),
+                "completion_tokens": len(new),
+                "prompt_tokens_details": None,
+            },
+        }
 
     def chat(self, body: dict) -> tuple[int, Any]:
         b = self.backend
@@ -207,19 +237,38 @@ class StandIn:
             ids = ids["input_ids"]
         stops = body.get("stop") or []
         new, text, finish, stop_reason, _ = b.greedy(list(ids), body.get("max_tokens") or 16, list(stops))
-        choice = {"index": 0, "message": {"role": "assistant", "content": text, "tool_calls": []},
-                  "logprobs": None, "finish_reason": finish, "stop_reason": stop_reason}  # fmt: skip
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text, "tool_calls": []},
+            "logprobs": None,
+            "finish_reason": finish,
+            "stop_reason": stop_reason,
+        }
         return 200, {
-            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-            "model": self.model_id, "choices": [choice],
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model_id,
+            "choices": [choice],
             "usage": {"prompt_tokens": len(ids), "total_tokens": len(ids) + len(new), "completion_tokens": len(new)},
-        }  # fmt: skip
+        }
 
     def models(self) -> tuple[int, Any]:
-        return 200, {"object": "list", "data": [{
-            "id": self.model_id, "object": "model", "created": int(time.time()), "owned_by": "vllm",
-            "root": self.model_id, "parent": None, "max_model_len": self.max_model_len, "permission": [],
-        }]}  # fmt: skip
+        return 200, {
+            "object": "list",
+            "data": [
+                {
+                    "id": self.model_id,
+                    "object": "model",
+                    "created": int(time.time()),
+                    "owned_by": "vllm",
+                    "root": self.model_id,
+                    "parent": None,
+                    "max_model_len": self.max_model_len,
+                    "permission": [],
+                }
+            ],
+        }
 
     # --- lightllm ---
 
@@ -232,13 +281,22 @@ class StandIn:
             ids = list(inputs)
         else:
             return 417, {"message": f"prompt format error, get type{type(inputs)}"}
-        new, text, finish, _, rows = b.greedy(ids, int(params.get("max_new_tokens", 16)), list(params.get("stop_sequences") or []))
-        ret: dict[str, Any] = {"generated_text": [text], "count_output_tokens": len(new), "finish_reason": finish, "prompt_tokens": len(ids)}
+        new, text, finish, _, rows = b.greedy(
+            ids, int(params.get("max_new_tokens", 16)), list(params.get("stop_sequences") or [])
+        )
+        ret: dict[str, Any] = {
+            "generated_text": [text],
+            "count_output_tokens": len(new),
+            "finish_reason": finish,
+            "prompt_tokens": len(ids),
+        }
         if "no_return_all_prompt_logprobs" not in self.mode:
             rows = rows if rows is not None else b.logprob_rows(ids)
             ret["prompt_token_ids"] = ids
             # ujson writes the int key of {next_id: logprob} as a string
-            ret["prompt_logprobs"] = [[ids[k], {str(ids[k + 1]): float(rows[k][ids[k + 1]])}] for k in range(len(ids) - 1)]
+            ret["prompt_logprobs"] = [
+                [ids[k], {str(ids[k + 1]): float(rows[k][ids[k + 1]])}] for k in range(len(ids) - 1)
+            ]
         return 200, ret
 
 
@@ -356,16 +414,32 @@ class _Handler(BaseHTTPRequestHandler):
         events = []
         for k, piece in enumerate(pieces):
             last = k == len(pieces) - 1
-            c: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": choice["finish_reason"] if last else None,
-                                 "stop_reason": choice["stop_reason"] if last else None}  # fmt: skip
+            c: dict[str, Any] = {
+                "index": 0,
+                "logprobs": None,
+                "finish_reason": choice["finish_reason"] if last else None,
+                "stop_reason": choice["stop_reason"] if last else None,
+            }
             if kind == "chat":
                 c["delta"] = {"content": piece} if k else {"role": "assistant", "content": piece}
             else:
                 c["text"] = piece
-            chunk = {"id": payload["id"], "object": obj, "created": payload["created"], "model": payload["model"], "choices": [c]}
+            chunk = {
+                "id": payload["id"],
+                "object": obj,
+                "created": payload["created"],
+                "model": payload["model"],
+                "choices": [c],
+            }
             events.append(f"data: {json.dumps(chunk)}\n\n".encode())
-        usage = {"id": payload["id"], "object": obj, "created": payload["created"], "model": payload["model"],
-                 "choices": [], "usage": payload["usage"]}  # fmt: skip
+        usage = {
+            "id": payload["id"],
+            "object": obj,
+            "created": payload["created"],
+            "model": payload["model"],
+            "choices": [],
+            "usage": payload["usage"],
+        }
         events.append(f"data: {json.dumps(usage)}\n\n".encode())
         events.append(b"data: [DONE]\n\n")
         self._sse(events)
@@ -376,10 +450,20 @@ class _Handler(BaseHTTPRequestHandler):
         events = []
         for k, piece in enumerate(pieces):
             last = k == len(pieces) - 1
-            ret = {"token": {"id": 0, "text": piece, "logprob": 0.0, "special": False, "count_output_tokens": k + 1,
-                             "prompt_tokens": payload["prompt_tokens"]},
-                   "generated_text": None, "finished": last, "finish_reason": payload["finish_reason"] if last else None,
-                   "details": None}  # fmt: skip
+            ret = {
+                "token": {
+                    "id": 0,
+                    "text": piece,
+                    "logprob": 0.0,
+                    "special": False,
+                    "count_output_tokens": k + 1,
+                    "prompt_tokens": payload["prompt_tokens"],
+                },
+                "generated_text": None,
+                "finished": last,
+                "finish_reason": payload["finish_reason"] if last else None,
+                "details": None,
+            }
             events.append(("data:" + json.dumps(ret, ensure_ascii=False) + "\n\n").encode())
         self._sse(events)
 
@@ -398,12 +482,12 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).parent))
     from conftest import smollm2_gguf
-
     from lmgauge.models.hf import HFModel
 
     path = args.model or str(smollm2_gguf())
-    server = StandIn(ModelBackend(HFModel(path, device="cpu", dtype="float32")), port=args.port,
-                     max_model_len=args.max_model_len).start()  # fmt: skip
+    server = StandIn(
+        ModelBackend(HFModel(path, device="cpu", dtype="float32")), port=args.port, max_model_len=args.max_model_len
+    ).start()
     print(f"serving {path} at {server.url}/v1 and {server.url}/generate", flush=True)
     try:
         threading.Event().wait()

@@ -22,8 +22,14 @@ def lmgauge_env(**extra: str) -> dict:
 
 
 def start(args: list[str], cwd: Path, **env: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "lmgauge", *args], cwd=cwd, env=lmgauge_env(**env),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "lmgauge", *args],
+        cwd=cwd,
+        env=lmgauge_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def run(args: list[str], cwd: Path, timeout: float = 600, **env: str) -> tuple[int, str]:
@@ -60,7 +66,9 @@ def snapshot(run_dir: Path) -> dict:
     out = {}
     for f in sorted((run_dir / "results").rglob("*.json")):
         r = json.loads(f.read_text())
-        out[f"results/{f.parent.name}/{f.name}"] = {k: r.get(k) for k in ("version", "n", "n_errors", "metrics", "subjects", "categories")}
+        out[f"results/{f.parent.name}/{f.name}"] = {
+            k: r.get(k) for k in ("version", "n", "n_errors", "metrics", "subjects", "categories")
+        }
     for f in sorted((run_dir / "samples").rglob("*.jsonl")):
         rows = [json.loads(x) for x in f.read_text().splitlines()]
         out[f"samples/{f.parent.name}/{f.name}"] = sorted(rows, key=lambda r: r["doc_id"])
@@ -99,6 +107,22 @@ def reference_run(tmp_path_factory, model_dir: Path) -> Path:
         from lmgauge.cli import main
 
         work = tmp_path_factory.mktemp("reference")
-        assert main(["run", "--hf-path", str(model_dir), "--hf-abbr", "tiny", *TASK_ARGS, "-w", str(work), "--batch-size", "1"]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    "--hf-path",
+                    str(model_dir),
+                    "--hf-abbr",
+                    "tiny",
+                    *TASK_ARGS,
+                    "-w",
+                    str(work),
+                    "--batch-size",
+                    "1",
+                ]
+            )
+            == 0
+        )
         _REFERENCE["run"] = only_run(work)
     return _REFERENCE["run"]

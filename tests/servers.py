@@ -56,8 +56,12 @@ class ServerURL(str):
     def of(cls, server) -> ServerURL:
         url = cls(server.base_url)
         url.kind, url.model, url.model_path, url.log_path, url.server = (
-            server.kind, server.model, server.model_path, server.log_path, server,
-        )  # fmt: skip
+            server.kind,
+            server.model,
+            server.model_path,
+            server.log_path,
+            server,
+        )
         return url
 
 

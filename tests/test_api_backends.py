@@ -93,7 +93,9 @@ def _openai(standin, **kw) -> OpenAIModel:
 
 
 @pytest.mark.slow
-def test_openai_token_ids_give_hf_loglikelihoods_and_mmlu_predictions(standin, tokenizer_dir, smollm2, mmlu_requests, hf_mmlu):
+def test_openai_token_ids_give_hf_loglikelihoods_and_mmlu_predictions(
+    standin, tokenizer_dir, smollm2, mmlu_requests, hf_mmlu
+):
     model = _openai(standin, tokenizer_path=tokenizer_dir)
     seen: list[int] = []
     api = model.loglikelihood(mmlu_requests, lambda i, r: seen.append(i))
@@ -125,7 +127,9 @@ def test_openai_text_prompts_find_the_continuation_by_text_offset(standin, smoll
 @pytest.mark.slow
 @pytest.mark.parametrize("with_tokenizer", [True, False])
 def test_lightllm_prompt_logprobs_give_hf_loglikelihoods(standin, tokenizer_dir, smollm2, with_tokenizer):
-    model = LightLLMModel(standin.url + "/generate", tokenizer_path=tokenizer_dir if with_tokenizer else None, backoff=0.05)
+    model = LightLLMModel(
+        standin.url + "/generate", tokenizer_path=tokenizer_dir if with_tokenizer else None, backoff=0.05
+    )
     reqs = SHORT if with_tokenizer else SHORT[:3]
     for a, h in zip(model.loglikelihood(reqs), smollm2.loglikelihood(reqs)):
         assert a.error is None and abs(a.logprob - h.logprob) < 1e-3 and a.n_tokens == h.n_tokens
@@ -139,8 +143,10 @@ def test_rolling_loglikelihood_over_http_equals_hf(standin, tokenizer_dir, smoll
     text = "Language models assign probabilities to sequences of tokens. " * 6
     reqs = [RollingRequest(text), RollingRequest(text, window=16, style="disjoint")]
     hf = smollm2.loglikelihood_rolling(reqs)
-    for model in (_openai(standin, tokenizer_path=tokenizer_dir),
-                  LightLLMModel(standin.url + "/generate", tokenizer_path=tokenizer_dir, backoff=0.05)):  # fmt: skip
+    for model in (
+        _openai(standin, tokenizer_path=tokenizer_dir),
+        LightLLMModel(standin.url + "/generate", tokenizer_path=tokenizer_dir, backoff=0.05),
+    ):
         for a, h in zip(model.loglikelihood_rolling(reqs), hf):
             assert a.error is None and abs(a.logprob - h.logprob) < 1e-3
             assert (a.n_tokens, a.n_windows) == (h.n_tokens, h.n_windows)
@@ -169,7 +175,10 @@ def test_generation_completions_chat_and_streams(standin, tokenizer_dir, smollm2
     sampled = GenerateRequest("Capital of France?", (), 3, messages=turns, chat=True, temperature=0.7, seed=5)
     assert _openai(standin).generate([sampled])[0].error is None
     body = standin.requests[-1]["body"]
-    assert standin.requests[-1]["path"] == "/v1/chat/completions" and body["messages"][0] == {"role": "system", "content": "Answer briefly."}
+    assert standin.requests[-1]["path"] == "/v1/chat/completions" and body["messages"][0] == {
+        "role": "system",
+        "content": "Answer briefly.",
+    }
     assert (body["temperature"], body["seed"]) == (0.7, 5)
 
 
@@ -185,9 +194,15 @@ def test_urls_and_config_entries():
         openai_base_url("h:8000")
     assert retry_after_seconds("2") == 2.0 and retry_after_seconds(None) is None
     assert 0 <= retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") < 1  # a date in the past: now
-    cfg = validate({"models": [{"api_url": "http://h:8000/v1", "api_model": "m"},
-                               {"api_url": "http://h:8080/generate", "api_tokenizer": "/tok"}],
-                    "datasets": ["piqa"]})  # fmt: skip
+    cfg = validate(
+        {
+            "models": [
+                {"api_url": "http://h:8000/v1", "api_model": "m"},
+                {"api_url": "http://h:8080/generate", "api_tokenizer": "/tok"},
+            ],
+            "datasets": ["piqa"],
+        }
+    )
     a, b = cfg.models
     assert (a.backend, a.name, b.backend, b.name, b.tokenizer_path) == ("openai", "m", "lightllm", "h_8080", "/tok")
     with pytest.raises(ConfigError, match="api_url"):
@@ -203,7 +218,12 @@ def test_model_name_discovered_and_build_model(standin, tokenizer_dir):
     model = build_model(ModelConfig(backend="openai", api_url=standin.url + "/v1", tokenizer_path=tokenizer_dir))
     d = model.describe()
     # no abbr or api_model in the config: named after the server; the served model's id found on it
-    assert (model.name, d["api_model"], d["server_max_len"], d["loglikelihood"]) == (f"127.0.0.1_{standin.port}", "smollm2", 2048, "ok")
+    assert (model.name, d["api_model"], d["server_max_len"], d["loglikelihood"]) == (
+        f"127.0.0.1_{standin.port}",
+        "smollm2",
+        2048,
+        "ok",
+    )
     assert d["max_length"] == 2046  # the prompt and its one generated token fit the server's limit
 
 
@@ -319,9 +339,28 @@ def test_api_key_is_sent_but_never_written(standin, tokenizer_dir, tmp_path, mon
     secret = "sk-test-7f3a9c1e5b"
     standin.api_key = secret
     monkeypatch.setenv("LMGAUGE_TEST_KEY", secret)
-    code = main(["run", "--api-url", standin.url + "/v1", "--api-key-env", "LMGAUGE_TEST_KEY", "--api-tokenizer", tokenizer_dir,
-                 "--abbr", "served", "--datasets", "mmlu_astronomy", "--limit", "2", "--num-fewshot", "0",
-                 "-w", str(tmp_path), "--debug"])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "--api-url",
+            standin.url + "/v1",
+            "--api-key-env",
+            "LMGAUGE_TEST_KEY",
+            "--api-tokenizer",
+            tokenizer_dir,
+            "--abbr",
+            "served",
+            "--datasets",
+            "mmlu_astronomy",
+            "--limit",
+            "2",
+            "--num-fewshot",
+            "0",
+            "-w",
+            str(tmp_path),
+            "--debug",
+        ]
+    )
     assert code == 0
     assert all(r["headers"].get("Authorization") == f"Bearer {secret}" for r in standin.requests)
     (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]

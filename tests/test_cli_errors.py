@@ -62,7 +62,9 @@ def test_unknown_task_exits_2_with_suggestion_before_loading_a_model(tmp_path, c
 
 
 def test_unknown_task_in_a_group_list_and_mode_suffix(tmp_path, capsys, no_model_load):
-    rc = main(["run", "--datasets", "mmlu_astronomy", "hellaswag_gen", "--hf-path", str(tmp_path), "-w", str(tmp_path / "o")])
+    rc = main(
+        ["run", "--datasets", "mmlu_astronomy", "hellaswag_gen", "--hf-path", str(tmp_path), "-w", str(tmp_path / "o")]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "'hellaswag' has no 'gen' variant" in err and "Traceback" not in err
 
@@ -136,7 +138,9 @@ def test_python_m_lmgauge_help():
     assert r.stdout.startswith("usage: lmgauge")
     for cmd in ("run", "list", "summary"):
         assert cmd in r.stdout
-    r = subprocess.run([sys.executable, "-m", "lmgauge", "run", "--help"], capture_output=True, text=True, env=env, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "lmgauge", "run", "--help"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert r.returncode == 0 and "--hf-path" in r.stdout and "--data-dir" in r.stdout
 
 

@@ -92,7 +92,11 @@ def test_yaml_config_same_result(tmp_path):
 
 def test_yml_suffix_and_real_torch_dtype_object(tmp_path):
     assert read_config_file(write(tmp_path, "c.yml", YAML_CONFIG))["work_dir"] == "outputs/py"
-    p = write(tmp_path, "c.py", "import torch\nmodels=[dict(path='/m', model_kwargs=dict(torch_dtype=torch.bfloat16))]\ndatasets=['piqa']\n")
+    p = write(
+        tmp_path,
+        "c.py",
+        "import torch\nmodels=[dict(path='/m', model_kwargs=dict(torch_dtype=torch.bfloat16))]\ndatasets=['piqa']\n",
+    )
     assert validate(read_config_file(p)).models[0].dtype == "bfloat16"
 
 
@@ -176,10 +180,14 @@ def test_yaml_syntax_error_names_file(tmp_path):
 
 
 def test_python_config_that_raises(tmp_path):
-    p = write(tmp_path, "boom.py", textwrap.dedent("""\
+    p = write(
+        tmp_path,
+        "boom.py",
+        textwrap.dedent("""\
         models = [dict(path='/m')]
         datasets = undefined_name
-    """))
+    """),
+    )
     with pytest.raises(ConfigError) as ei:
         read_config_file(p)
     msg = str(ei.value)

@@ -9,7 +9,7 @@ def _rows(n_members: int) -> list[dict]:
     rows += [
         {"dataset": f"mmlu_s{i:02d}", "version": "v", "metric": "acc", "mode": "ppl", "m": 0.25, "_member_of": "mmlu"}
         for i in range(n_members)
-    ]  # fmt: skip
+    ]
     return rows
 
 

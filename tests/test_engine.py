@@ -172,7 +172,9 @@ def test_generate_matches_unbatched_greedy(tiny_model):
         with torch.no_grad():
             out = tiny_model.model.generate(ids, max_new_tokens=12, do_sample=False, eos_token_id=None, pad_token_id=0)
         expected = out[0, ids.shape[1] :].tolist()
-        expected = expected[: expected.index(tiny_model.eos_token_id)] if tiny_model.eos_token_id in expected else expected
+        expected = (
+            expected[: expected.index(tiny_model.eos_token_id)] if tiny_model.eos_token_id in expected else expected
+        )
         assert res.text == tiny_model.decode(expected)
 
 
@@ -262,16 +264,23 @@ def test_sampling_is_seeded_per_request_not_per_batch(tiny_model):
     batched = tiny_model.generate(reqs)
     alone = [tiny_model.generate([r])[0] for r in reqs]
     assert [r.text for r in batched] == [r.text for r in alone]
-    again = tiny_model.generate([GenerateRequest(prompts[0], max_new_tokens=10, temperature=1.0, seed=s) for s in range(6)])
+    again = tiny_model.generate(
+        [GenerateRequest(prompts[0], max_new_tokens=10, temperature=1.0, seed=s) for s in range(6)]
+    )
     assert len({r.text for r in again}) > 1
     greedy = tiny_model.generate([GenerateRequest(prompts[0], max_new_tokens=10)])[0]
-    assert tiny_model.generate([GenerateRequest(prompts[0], max_new_tokens=10, temperature=0.0, seed=3)])[0].text == greedy.text
+    assert (
+        tiny_model.generate([GenerateRequest(prompts[0], max_new_tokens=10, temperature=0.0, seed=3)])[0].text
+        == greedy.text
+    )
 
 
 def test_top_p_keeps_only_the_head_of_the_distribution(tiny_model):
     """top_p so small that only the most likely token survives: sampling becomes greedy."""
     greedy = tiny_model.generate([GenerateRequest("The quick brown", max_new_tokens=8)])[0]
-    nucleus = tiny_model.generate([GenerateRequest("The quick brown", max_new_tokens=8, temperature=1.0, top_p=1e-6, seed=1)])[0]
+    nucleus = tiny_model.generate(
+        [GenerateRequest("The quick brown", max_new_tokens=8, temperature=1.0, top_p=1e-6, seed=1)]
+    )[0]
     assert nucleus.text == greedy.text
 
 

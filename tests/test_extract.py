@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from lmgauge.scoring.extract import INVALID, choice_letter, code_block, exact_match, first_line, last_number, regex_extract
+from lmgauge.scoring.extract import (
+    INVALID,
+    choice_letter,
+    code_block,
+    exact_match,
+    first_line,
+    last_number,
+    regex_extract,
+)
 
 GSM8K_COT_STRICT = r"The answer is (\-?[0-9\.\,]+)."
 GSM8K_STRICT = r"#### (\-?[0-9\.\,]+)"

@@ -18,7 +18,9 @@ def test_chat_template_is_explicit_per_model_and_request(smollm2):
         off = smollm2.generate([plain])[0]
         assert off.prompt is None  # the text was sent as it is
         smollm2.chat_template = True
-        on, forced_off = smollm2.generate([plain, GenerateRequest("What is 2 + 2?", max_new_tokens=4, messages=turns, chat=False)])
+        on, forced_off = smollm2.generate(
+            [plain, GenerateRequest("What is 2 + 2?", max_new_tokens=4, messages=turns, chat=False)]
+        )
     finally:
         smollm2.chat_template = saved
     assert on.prompt.startswith("<|im_start|>") and "<|im_start|>user\nWhat is 2 + 2?<|im_end|>" in on.prompt

@@ -60,7 +60,12 @@ def test_gsm8k_train_split_variant_from_a_file(tmp_path):
     """The 5-shot gsm8k variant takes its shots from the train split: here, a file written in the
     openai/grade-school-math layout (question, answer with '#### N')."""
     train = tmp_path / "train.jsonl"
-    train.write_text("".join(json.dumps({"question": f"What is {i} + 1?", "answer": f"{i} + 1 = {i + 1}.\n#### {i + 1}"}) + "\n" for i in range(6)))
+    train.write_text(
+        "".join(
+            json.dumps({"question": f"What is {i} + 1?", "answer": f"{i} + 1 = {i + 1}.\n#### {i + 1}"}) + "\n"
+            for i in range(6)
+        )
+    )
     task = build("gsm8k", train_path=str(train))
     docs, _ = task.load()
     prompt = task.requests(docs[0], 0)[0].prompt
@@ -223,7 +228,13 @@ def test_humaneval_pass_at_k_from_samples():
     docs, _ = task.load()
     reqs = task.requests(docs[0], 0)
     assert len(reqs) == 4 and len({r.seed for r in reqs}) == 4 and all(r.temperature == 0.8 for r in reqs)
-    rec = task.score(docs[0], 0, _results(docs[0]["canonical_solution"], "    return None\n", "    return None\n", docs[0]["canonical_solution"]))
+    rec = task.score(
+        docs[0],
+        0,
+        _results(
+            docs[0]["canonical_solution"], "    return None\n", "    return None\n", docs[0]["canonical_solution"]
+        ),
+    )
     assert rec["metrics"]["pass@1"] == pytest.approx(0.5) and len(rec["outputs"]) == 4
 
 

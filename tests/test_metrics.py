@@ -49,9 +49,13 @@ def test_group_micro_and_macro():
 
 def _choice_task(**kw):
     return ChoiceTask(
-        name="t", docs=DocSet("t", lambda: []), prompt=lambda d: d["q"], choices=lambda d: d["c"],
-        gold=lambda d: d["g"], **kw,
-    )  # fmt: skip
+        name="t",
+        docs=DocSet("t", lambda: []),
+        prompt=lambda d: d["q"],
+        choices=lambda d: d["c"],
+        gold=lambda d: d["g"],
+        **kw,
+    )
 
 
 def test_choice_task_score_record():

@@ -58,7 +58,9 @@ def test_arc_prompt():
     assert arc_choices(doc) == ["oxygen", "carbon dioxide", "helium"]
     assert arc_gold(doc) == 1
     task = build("arc_challenge")
-    assert task.requests(doc, 0)[1] == LoglikelihoodRequest("Question: Which gas do plants take in?\nAnswer:", " carbon dioxide")
+    assert task.requests(doc, 0)[1] == LoglikelihoodRequest(
+        "Question: Which gas do plants take in?\nAnswer:", " carbon dioxide"
+    )
 
 
 def test_hellaswag_preprocessing():
@@ -70,7 +72,9 @@ def test_hellaswag_preprocessing():
         "label": "0",
     }
     doc = hellaswag_doc(row)
-    assert doc["query"] == "Making a cake: A woman stands in a kitchen.. She Mixes flour  and eggs."  # "  " -> " " once, as lm-eval
+    assert (
+        doc["query"] == "Making a cake: A woman stands in a kitchen.. She Mixes flour  and eggs."
+    )  # "  " -> " " once, as lm-eval
     assert doc["choices"] == ["pours it into a pan.", "eats the bowl."]
     assert doc["gold"] == 0
     assert preprocess("  a [title] b  ") == "a. b"
@@ -95,7 +99,12 @@ def test_piqa_boolq_prompts():
 
 def test_winogrande_partial_scoring():
     task = build("winogrande")
-    doc = {"sentence": "Sarah was a better surgeon than Maria so _ got the easier cases.", "option1": "Sarah", "option2": "Maria", "answer": "2"}
+    doc = {
+        "sentence": "Sarah was a better surgeon than Maria so _ got the easier cases.",
+        "option1": "Sarah",
+        "option2": "Maria",
+        "answer": "2",
+    }
     assert task.requests(doc, 0) == [
         LoglikelihoodRequest("Sarah was a better surgeon than Maria so Sarah", " got the easier cases."),
         LoglikelihoodRequest("Sarah was a better surgeon than Maria so Maria", " got the easier cases."),

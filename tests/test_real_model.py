@@ -16,7 +16,12 @@ pytestmark = pytest.mark.slow
 
 def _real_requests(n_docs: int = 2) -> list[LoglikelihoodRequest]:
     reqs = []
-    for name, opts in [("mmlu_astronomy", {}), ("hellaswag", {}), ("winogrande", {}), ("arc_easy", {"split": "validation"})]:
+    for name, opts in [
+        ("mmlu_astronomy", {}),
+        ("hellaswag", {}),
+        ("winogrande", {}),
+        ("arc_easy", {"split": "validation"}),
+    ]:
         task = build(name, **opts)
         docs, _ = task.load()
         for i, d in enumerate(docs[:n_docs]):
@@ -81,7 +86,12 @@ def test_prefix_reuse_equals_plain_path_on_mmlu(smollm2):
     few hundred real requests, identical predictions, and far fewer tokens forwarded."""
     from lmgauge.scoring.metrics import acc_pred
 
-    plan = [("mmlu_astronomy", {}, 20), ("mmlu_high_school_us_history", {}, 3), ("hellaswag", {}, 15), ("arc_easy", {"split": "validation"}, 15)]
+    plan = [
+        ("mmlu_astronomy", {}, 20),
+        ("mmlu_high_school_us_history", {}, 3),
+        ("hellaswag", {}, 15),
+        ("arc_easy", {"split": "validation"}, 15),
+    ]
     reqs, spans = [], []
     for name, opts, n in plan:
         task = build(name, **opts)
@@ -103,5 +113,7 @@ def test_prefix_reuse_equals_plain_path_on_mmlu(smollm2):
     fast_tokens = smollm2.stats.forwarded - t0
     assert max(abs(a.logprob - b.logprob) for a, b in zip(plain, fast)) <= 1e-4
     for start, n in spans:
-        assert acc_pred([r.logprob for r in plain[start : start + n]]) == acc_pred([r.logprob for r in fast[start : start + n]])
+        assert acc_pred([r.logprob for r in plain[start : start + n]]) == acc_pred(
+            [r.logprob for r in fast[start : start + n]]
+        )
     assert fast_tokens < 0.5 * plain_tokens

@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+
 from servers import server_fixture
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
@@ -56,8 +57,15 @@ def smollm2_hf_folder():
 
 
 def completion(url, prompt, max_tokens=1, **extra) -> dict:
-    body = {"model": url.model, "prompt": prompt, "echo": True, "logprobs": 1, "max_tokens": max_tokens,
-            "temperature": 0, **extra}  # fmt: skip
+    body = {
+        "model": url.model,
+        "prompt": prompt,
+        "echo": True,
+        "logprobs": 1,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        **extra,
+    }
     return post(f"{url}/v1/completions", body)
 
 
@@ -114,15 +122,24 @@ def test_vllm_prompt_logprobs_extra_parameter(vllm, hf_reference):
 
 
 def test_vllm_chat_and_streaming(vllm):
-    chat = post(f"{vllm}/v1/chat/completions", {
-        "model": vllm.model, "messages": [{"role": "user", "content": "What is the capital of France?"}],
-        "max_tokens": 8, "temperature": 0, "logprobs": True, "top_logprobs": 1,
-    })  # fmt: skip
+    chat = post(
+        f"{vllm}/v1/chat/completions",
+        {
+            "model": vllm.model,
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            "max_tokens": 8,
+            "temperature": 0,
+            "logprobs": True,
+            "top_logprobs": 1,
+        },
+    )
     msg = chat["choices"][0]
     assert "Paris" in msg["message"]["content"]
     assert len(msg["logprobs"]["content"]) == chat["usage"]["completion_tokens"]
-    events = stream_events(f"{vllm}/v1/completions", {"model": vllm.model, "prompt": PROMPT, "max_tokens": 3,
-                                                      "temperature": 0, "stream": True})  # fmt: skip
+    events = stream_events(
+        f"{vllm}/v1/completions",
+        {"model": vllm.model, "prompt": PROMPT, "max_tokens": 3, "temperature": 0, "stream": True},
+    )
     assert events[-1] == "[DONE]" and len(events) == 4
     assert "".join(json.loads(e)["choices"][0]["text"] for e in events[:-1]).startswith(" Berlin")
 
@@ -187,15 +204,24 @@ def test_llamacpp_rejects_token_id_prompts(llamacpp, hf_reference):
 
 
 def test_llamacpp_chat_and_streaming(llamacpp):
-    chat = post(f"{llamacpp}/v1/chat/completions", {
-        "model": llamacpp.model, "messages": [{"role": "user", "content": "What is the capital of France?"}],
-        "max_tokens": 8, "temperature": 0, "logprobs": True, "top_logprobs": 1,
-    })  # fmt: skip
+    chat = post(
+        f"{llamacpp}/v1/chat/completions",
+        {
+            "model": llamacpp.model,
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            "max_tokens": 8,
+            "temperature": 0,
+            "logprobs": True,
+            "top_logprobs": 1,
+        },
+    )
     msg = chat["choices"][0]
     assert msg["message"]["role"] == "assistant" and msg["message"]["content"]
     assert len(msg["logprobs"]["content"]) == chat["usage"]["completion_tokens"]
-    events = stream_events(f"{llamacpp}/v1/completions", {"model": llamacpp.model, "prompt": PROMPT,
-                                                          "max_tokens": 3, "temperature": 0, "stream": True})  # fmt: skip
+    events = stream_events(
+        f"{llamacpp}/v1/completions",
+        {"model": llamacpp.model, "prompt": PROMPT, "max_tokens": 3, "temperature": 0, "stream": True},
+    )
     assert events[-1] == "[DONE]"
     assert "".join(json.loads(e)["choices"][0]["text"] for e in events[:-1]).startswith(" Berlin")
 
@@ -236,8 +262,22 @@ def test_mmlu_through_vllm_equals_the_hf_backend(vllm, smollm2):
 def test_lmgauge_run_against_vllm_writes_the_run_directory(vllm, tmp_path):
     from lmgauge.cli import main
 
-    code = main(["run", "--api-url", f"{vllm}/v1", "--api-tokenizer", str(vllm.model_path), "--datasets",
-                 "mmlu_astronomy", "gsm8k_cot", "--limit", "3", "-w", str(tmp_path)])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "--api-url",
+            f"{vllm}/v1",
+            "--api-tokenizer",
+            str(vllm.model_path),
+            "--datasets",
+            "mmlu_astronomy",
+            "gsm8k_cot",
+            "--limit",
+            "3",
+            "-w",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     (model_dir,) = (run / "results").iterdir()  # named after the server (host_port) unless --hf-abbr

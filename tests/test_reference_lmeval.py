@@ -66,7 +66,9 @@ def test_prompts_are_byte_identical(name):
     assert [[r.context, r.continuation] for r in first] == fx["first_doc_arguments"]
     for row in rows:
         reqs = task.requests(docs[row["doc_id"]], row["doc_id"])
-        assert compact.arguments_sha([[r.context, r.continuation] for r in reqs]) == row["arguments_sha256"], row["doc_id"]
+        assert compact.arguments_sha([[r.context, r.continuation] for r in reqs]) == row["arguments_sha256"], row[
+            "doc_id"
+        ]
 
 
 @pytest.mark.slow
@@ -95,7 +97,9 @@ def test_loglikelihoods_predictions_and_accuracy_match(name, smollm2):
             assert rec["metrics"]["acc"] == float(row["acc"])
     assert worst <= 2e-4, worst
     if len(rows) == len(fx["docs"]):  # the whole reference set: the accuracy itself
-        agg = task.aggregate([task.score(docs[r["doc_id"]], r["doc_id"], results[s : s + n]) for r, (s, n) in zip(rows, spans)])
+        agg = task.aggregate(
+            [task.score(docs[r["doc_id"]], r["doc_id"], results[s : s + n]) for r, (s, n) in zip(rows, spans)]
+        )
         assert agg["acc"]["value"] == pytest.approx(fx["metrics"]["acc,none"], abs=1e-9)
         if "acc_stderr,none" in fx["metrics"]:
             assert agg["acc"]["stderr"] == pytest.approx(fx["metrics"]["acc_stderr,none"], rel=1e-6)

@@ -19,8 +19,24 @@ def _run_dir(work):
 @pytest.fixture(scope="module")
 def mmlu_run(tmp_path_factory, smollm2):
     work = tmp_path_factory.mktemp("work")
-    code = main(["run", "--hf-path", smollm2.source, "--hf-abbr", "smol", "--datasets", "mmlu_astronomy",
-                 "mmlu_marketing", "mmlu_high_school_us_history", "lambada_openai", "--limit", "4", "-w", str(work)])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "--hf-path",
+            smollm2.source,
+            "--hf-abbr",
+            "smol",
+            "--datasets",
+            "mmlu_astronomy",
+            "mmlu_marketing",
+            "mmlu_high_school_us_history",
+            "lambada_openai",
+            "--limit",
+            "4",
+            "-w",
+            str(work),
+        ]
+    )
     return code, _run_dir(work)
 
 
@@ -77,8 +93,23 @@ def test_summary_tables(mmlu_run):
 
 
 def test_a_failing_task_keeps_the_others(tmp_path, smollm2):
-    code = main(["run", "--hf-path", smollm2.source, "--hf-abbr", "smol", "--datasets", "mmlu_astronomy", "wikitext2",
-                 "piqa", "--limit", "2", "-w", str(tmp_path)])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "--hf-path",
+            smollm2.source,
+            "--hf-abbr",
+            "smol",
+            "--datasets",
+            "mmlu_astronomy",
+            "wikitext2",
+            "piqa",
+            "--limit",
+            "2",
+            "-w",
+            str(tmp_path),
+        ]
+    )
     assert code == 1
     run = _run_dir(tmp_path)
     manifest = json.loads((run / "run.json").read_text())
@@ -103,8 +134,23 @@ def test_samples_are_on_disk_before_a_crash(tmp_path, smollm2, monkeypatch):
         return real_score(self, doc, doc_id, results)
 
     monkeypatch.setattr(ChoiceTask, "score", flaky)
-    code = main(["run", "--hf-path", smollm2.source, "--hf-abbr", "smol", "--datasets", "piqa", "--limit", "6",
-                 "--batch-size", "1", "-w", str(tmp_path)])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "--hf-path",
+            smollm2.source,
+            "--hf-abbr",
+            "smol",
+            "--datasets",
+            "piqa",
+            "--limit",
+            "6",
+            "--batch-size",
+            "1",
+            "-w",
+            str(tmp_path),
+        ]
+    )
     run = _run_dir(tmp_path)
     assert code == 1
     manifest = json.loads((run / "run.json").read_text())
@@ -131,8 +177,21 @@ def test_unanswered_requests_are_errors_not_wrong_answers(tmp_path, smollm2, mon
         return real(self, requests, forward)
 
     monkeypatch.setattr(HFModel, "loglikelihood", failing_some)
-    code = main(["run", "--hf-path", smollm2.source, "--hf-abbr", "smol", "--datasets", "mmlu_astronomy",
-                 "--limit", "3", "-w", str(tmp_path)])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "--hf-path",
+            smollm2.source,
+            "--hf-abbr",
+            "smol",
+            "--datasets",
+            "mmlu_astronomy",
+            "--limit",
+            "3",
+            "-w",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     run = _run_dir(tmp_path)
     lines = [json.loads(x) for x in (run / "samples" / "smol" / "mmlu_astronomy.jsonl").read_text().splitlines()]

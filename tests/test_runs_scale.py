@@ -12,13 +12,13 @@ import os
 import signal
 
 import pytest
-import runs_helpers
-from runs_helpers import assert_same_results, journal_lines, only_run, run, start, wait_for
 
+import runs_helpers
 from lmgauge.cli import main
 from lmgauge.runs.executors import lanes
 from lmgauge.runs.journal import JournalWriter, read_lines
 from lmgauge.runs.plan import Shard, split_by_cost
+from runs_helpers import assert_same_results, journal_lines, only_run, run, start, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,19 @@ TASKS = runs_helpers.TASK_ARGS
 
 
 def _args(model_dir, work, *extra: str) -> list[str]:
-    return ["run", "--hf-path", str(model_dir), "--hf-abbr", "tiny", *TASKS, "-w", str(work), "--batch-size", "1", *extra]
+    return [
+        "run",
+        "--hf-path",
+        str(model_dir),
+        "--hf-abbr",
+        "tiny",
+        *TASKS,
+        "-w",
+        str(work),
+        "--batch-size",
+        "1",
+        *extra,
+    ]
 
 
 # --- planning -------------------------------------------------------------------------------------
@@ -50,7 +62,12 @@ def test_lanes_balance_by_estimated_cost():
 
 
 def test_dry_run_prints_shards_with_estimated_cost(tmp_path, tiny_llama_dir, capsys):
-    assert main(_args(tiny_llama_dir, tmp_path / "w", "--max-partition-size", "400", "--max-num-workers", "2", "--dry-run")) == 0
+    assert (
+        main(
+            _args(tiny_llama_dir, tmp_path / "w", "--max-partition-size", "400", "--max-num-workers", "2", "--dry-run")
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "executor pool, 2 worker(s), max partition 400 tokens" in out
     rows = [x.split() for x in out.splitlines() if x.strip().startswith("tiny__")]
@@ -107,7 +124,9 @@ def test_pool_of_two_workers_one_killed_mid_shard_equals_one_process(tmp_path, t
     assert [json.loads(x)["doc_id"] for x in lines] == list(range(6))
 
 
-def test_run_killed_then_resumed_keeps_written_lines_and_redoes_a_torn_one(tmp_path, tiny_llama_dir, reference_run, capsys):
+def test_run_killed_then_resumed_keeps_written_lines_and_redoes_a_torn_one(
+    tmp_path, tiny_llama_dir, reference_run, capsys
+):
     p = start(_args(tiny_llama_dir, tmp_path), tmp_path, LMGAUGE_TEST_SLOW_APPEND="0.5")
     try:
         wait_for(lambda: any((d / "run.json").exists() for d in tmp_path.iterdir() if d.is_dir()), what="run dir")
@@ -139,7 +158,9 @@ def test_resume_retries_only_error_answers(tmp_path, tiny_llama_dir, reference_r
     shutil.copytree(reference_run, rd)
     journal = rd / "samples" / "tiny" / "piqa.jsonl"
     lines = journal.read_text().splitlines()
-    lines[2] = json.dumps({"doc_id": json.loads(lines[2])["doc_id"], "error": "HTTP 503 after 5 tries", "failed_requests": 2})
+    lines[2] = json.dumps(
+        {"doc_id": json.loads(lines[2])["doc_id"], "error": "HTTP 503 after 5 tries", "failed_requests": 2}
+    )
     journal.write_text("\n".join(lines) + "\n")
     assert main(["run", "-r", str(rd), "-w", str(tmp_path)]) == 0
     assert "1 of 2 shard(s) already complete" in capsys.readouterr().err
@@ -225,8 +246,24 @@ def test_workers_hold_their_devices_and_wait_for_free_ones(tmp_path, tiny_llama_
     (No GPU here: the ids are only handed out, the tiny model runs on CPU.)"""
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(json.dumps({"models": [{"path": str(tiny_llama_dir), "abbr": "tiny", "run_cfg": {"num_gpus": 2}}]}))
-    code, out = run(["run", str(cfg), "--datasets", "piqa", "--limit", "4", "-w", str(tmp_path / "w"),
-                     "--max-num-workers", "2", "--max-partition-size", "60"], tmp_path, CUDA_VISIBLE_DEVICES="0,1")  # fmt: skip
+    code, out = run(
+        [
+            "run",
+            str(cfg),
+            "--datasets",
+            "piqa",
+            "--limit",
+            "4",
+            "-w",
+            str(tmp_path / "w"),
+            "--max-num-workers",
+            "2",
+            "--max-partition-size",
+            "60",
+        ],
+        tmp_path,
+        CUDA_VISIBLE_DEVICES="0,1",
+    )
     assert code == 0, out
     rd = only_run(tmp_path / "w")
     manifest = json.loads((rd / "run.json").read_text())

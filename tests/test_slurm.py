@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 import runs_helpers
 from runs_helpers import assert_same_results, journal_lines, only_run, start, wait_for
 
@@ -52,12 +53,26 @@ def _our_jobs(manifest: dict) -> list[str]:
     return [j["job_id"] for s in manifest["shards"].values() for j in s.get("jobs", [])]
 
 
-def test_slurm_jobs_with_gpus_a_timed_out_job_is_retried_and_results_equal_one_process(slurm_cluster, tmp_path, tiny_llama_dir, reference_run):
+def test_slurm_jobs_with_gpus_a_timed_out_job_is_retried_and_results_equal_one_process(
+    slurm_cluster, tmp_path, tiny_llama_dir, reference_run
+):
     """Each shard is a job asking --gres=gpu:1 (Slurm sets CUDA_VISIBLE_DEVICES); the first job to
     answer hangs until Slurm kills it at its 1-minute limit; its shard is resubmitted and the
     results equal an unsharded run in one process."""
-    args = ["run", str(_config(tmp_path, tiny_llama_dir, 1)), *runs_helpers.TASK_ARGS, "-w", str(tmp_path / "w"),
-            "--slurm", "-p", "debug", "--max-num-workers", "2", "--slurm-time", "1"]  # fmt: skip
+    args = [
+        "run",
+        str(_config(tmp_path, tiny_llama_dir, 1)),
+        *runs_helpers.TASK_ARGS,
+        "-w",
+        str(tmp_path / "w"),
+        "--slurm",
+        "-p",
+        "debug",
+        "--max-num-workers",
+        "2",
+        "--slurm-time",
+        "1",
+    ]
     p = start(args, tmp_path, LMGAUGE_TEST_SLOW_APPEND="600", LMGAUGE_TEST_SLOW_ONCE=str(tmp_path / "slowed"))
     try:
         out, _ = p.communicate(timeout=400)
@@ -79,12 +94,26 @@ def test_slurm_jobs_with_gpus_a_timed_out_job_is_retried_and_results_equal_one_p
 
 
 def test_ctrl_c_cancels_the_jobs_and_keeps_finished_answers(slurm_cluster, tmp_path, tiny_llama_dir):
-    args = ["run", str(_config(tmp_path, tiny_llama_dir, 0)), *runs_helpers.TASK_ARGS, "-w", str(tmp_path / "w"), "--slurm", "--max-num-workers", "2"]
+    args = [
+        "run",
+        str(_config(tmp_path, tiny_llama_dir, 0)),
+        *runs_helpers.TASK_ARGS,
+        "-w",
+        str(tmp_path / "w"),
+        "--slurm",
+        "--max-num-workers",
+        "2",
+    ]
     p = start(args, tmp_path, LMGAUGE_TEST_SLOW_APPEND="600")
     try:
-        wait_for(lambda: (tmp_path / "w").is_dir() and any((d / "run.json").exists() for d in (tmp_path / "w").iterdir()), what="run dir")
+        wait_for(
+            lambda: (tmp_path / "w").is_dir() and any((d / "run.json").exists() for d in (tmp_path / "w").iterdir()),
+            what="run dir",
+        )
         rd = only_run(tmp_path / "w")
-        wait_for(lambda: journal_lines(rd, "tiny", "piqa") or journal_lines(rd, "tiny", "mmlu_astronomy"), what="an answer")
+        wait_for(
+            lambda: journal_lines(rd, "tiny", "piqa") or journal_lines(rd, "tiny", "mmlu_astronomy"), what="an answer"
+        )
         p.send_signal(signal.SIGINT)
         out, _ = p.communicate(timeout=120)
     finally:
@@ -108,6 +137,8 @@ def test_a_job_slurm_has_forgotten_is_read_from_the_completion_file(slurm_cluste
 
     assert job_completion_file() == Path(os.environ.get("LMGAUGE_SLURM_DIR", "/tmp/lmgauge-slurm")) / "jobcomp.txt"
     done = tmp_path / "jobcomp.txt"  # a line as jobcomp/filetxt writes it
-    done.write_text("JobId=987654 UserId=root(0) GroupId=root(0) Name=wrap JobState=TIMEOUT Partition=debug TimeLimit=1 "
-                    "StartTime=2026-12-01T22:38:12 EndTime=2026-12-01T22:39:40 NodeList=vm NodeCnt=1 ProcCnt=1\n")  # fmt: skip
+    done.write_text(
+        "JobId=987654 UserId=root(0) GroupId=root(0) Name=wrap JobState=TIMEOUT Partition=debug TimeLimit=1 "
+        "StartTime=2026-12-01T22:38:12 EndTime=2026-12-01T22:39:40 NodeList=vm NodeCnt=1 ProcCnt=1\n"
+    )
     assert job_states(["987654"], done) == {"987654": "TIMEOUT"}

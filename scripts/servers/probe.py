@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 import urllib.request
@@ -87,9 +86,7 @@ def probe(url: str, model: str, kind: str, hf_folder: Path) -> dict:
                 if kind == "llamacpp" and got:
                     # issue 1983: each prompt token's logprob given ITSELF as context (the next
                     # position's distribution) instead of given its prefix: compare shifted by one
-                    report[key]["max_abs_diff_vs_transformers_shifted"] = max_abs_diff(
-                        got[:-1], [r_ for r_ in ref[1:]]
-                    )
+                    report[key]["max_abs_diff_vs_transformers_shifted"] = max_abs_diff(got[:-1], [r_ for r_ in ref[1:]])
     if kind == "vllm":
         r = try_post(comp, {**base, "prompt": ids, "max_tokens": 1, "echo": False, "prompt_logprobs": 1})
         report["completion_ids_prompt_logprobs_extra"] = r
@@ -99,16 +96,28 @@ def probe(url: str, model: str, kind: str, hf_folder: Path) -> dict:
             report["completion_ids_prompt_logprobs_extra"]["max_abs_diff_vs_transformers"] = max_abs_diff(got, ref)
     report["chat"] = try_post(
         f"{url}/v1/chat/completions",
-        {"model": model, "messages": [{"role": "user", "content": "What is the capital of France?"}],
-         "max_tokens": 8, "temperature": 0, "logprobs": True, "top_logprobs": 1},
-    )  # fmt: skip
-    report["stream_completion"] = stream(comp, {"model": model, "prompt": PROMPT, "max_tokens": 4,
-                                                "temperature": 0, "stream": True})  # fmt: skip
+        {
+            "model": model,
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            "max_tokens": 8,
+            "temperature": 0,
+            "logprobs": True,
+            "top_logprobs": 1,
+        },
+    )
+    report["stream_completion"] = stream(
+        comp, {"model": model, "prompt": PROMPT, "max_tokens": 4, "temperature": 0, "stream": True}
+    )
     report["stream_chat"] = stream(
         f"{url}/v1/chat/completions",
-        {"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "temperature": 0,
-         "stream": True},
-    )  # fmt: skip
+        {
+            "model": model,
+            "messages": [{"role": "user", "content": "Hi"}],
+            "max_tokens": 4,
+            "temperature": 0,
+            "stream": True,
+        },
+    )
     return report
 
 

@@ -52,9 +52,7 @@ def ensure_installed(kind: str) -> Path:
     """Run the kind's install script (a no-op when installed) and return its venv folder."""
     if kind not in KINDS:
         raise ValueError(f"unknown server kind {kind!r}: one of {', '.join(KINDS)}")
-    proc = subprocess.run(
-        ["bash", str(INSTALL_SCRIPT[kind])], stdout=subprocess.PIPE, stderr=None, text=True
-    )
+    proc = subprocess.run(["bash", str(INSTALL_SCRIPT[kind])], stdout=subprocess.PIPE, stderr=None, text=True)
     if proc.returncode != 0:
         raise ServerError(f"{INSTALL_SCRIPT[kind].name} failed (exit {proc.returncode}); see its output above")
     venv = Path(proc.stdout.strip().splitlines()[-1])
@@ -72,18 +70,20 @@ def _project_python() -> str:
         import lmgauge  # noqa: F401
 
         return sys.executable
-    except ImportError:
+    except ImportError as err:
         venv_py = REPO / ".venv" / "bin" / "python"
         if venv_py.exists():
             return str(venv_py)
-        raise ServerError("no Python with lmgauge found: run from the project venv (pip install -e .)")
+        raise ServerError("no Python with lmgauge found: run from the project venv (pip install -e .)") from err
 
 
 def _run_project_python(code: str) -> str:
     proc = subprocess.run(
-        [_project_python(), "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [_project_python(), "-c", code],
+        capture_output=True,
+        text=True,
         env={**os.environ, "LMGAUGE_NO_HUB": "1", "HF_HUB_OFFLINE": "1"},
-    )  # fmt: skip
+    )
     if proc.returncode != 0:
         raise ServerError(f"project python failed:\n{proc.stderr[-3000:]}")
     return proc.stdout.strip().splitlines()[-1]
@@ -130,29 +130,61 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def server_command(
-    kind: str, venv: Path, model_path: Path, port: int, served_name: str, host: str = "127.0.0.1",
-    max_len: int = DEFAULT_MAX_LEN, extra_args: list[str] | tuple[str, ...] = (),
-) -> list[str]:  # fmt: skip
+    kind: str,
+    venv: Path,
+    model_path: Path,
+    port: int,
+    served_name: str,
+    host: str = "127.0.0.1",
+    max_len: int = DEFAULT_MAX_LEN,
+    extra_args: list[str] | tuple[str, ...] = (),
+) -> list[str]:
     py = str(venv / "bin" / "python")
     if kind == "vllm":
         return [
-            py, "-m", "vllm.entrypoints.openai.api_server",
-            "--model", str(model_path), "--served-model-name", served_name,
-            "--dtype", "float32", "--enforce-eager", "--max-model-len", str(max_len),
+            py,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(model_path),
+            "--served-model-name",
+            served_name,
+            "--dtype",
+            "float32",
+            "--enforce-eager",
+            "--max-model-len",
+            str(max_len),
             # prompt_logprobs / logprobs up to 20 per token (vLLM's default cap is 20 too)
-            "--max-logprobs", "20",
-            "--host", host, "--port", str(port), *extra_args,
-        ]  # fmt: skip
+            "--max-logprobs",
+            "20",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            *extra_args,
+        ]
     if kind == "llamacpp":
         return [
-            py, "-m", "llama_cpp.server",
-            "--model", str(model_path), "--model_alias", served_name,
-            "--n_ctx", str(max_len),
+            py,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model_path),
+            "--model_alias",
+            served_name,
+            "--n_ctx",
+            str(max_len),
             # logits for every prompt position: needed for echo=True + logprobs (prompt logprobs)
-            "--logits_all", "True",
-            "--n_threads", str(max(1, min(4, os.cpu_count() or 1))),
-            "--host", host, "--port", str(port), *extra_args,
-        ]  # fmt: skip
+            "--logits_all",
+            "True",
+            "--n_threads",
+            str(max(1, min(4, os.cpu_count() or 1))),
+            "--host",
+            host,
+            "--port",
+            str(port),
+            *extra_args,
+        ]
     raise ValueError(f"unknown server kind {kind!r}: one of {', '.join(KINDS)}")
 
 
@@ -254,10 +286,17 @@ def wait_ready(server: Server, timeout: float) -> dict:
 
 
 def start(
-    kind: str, model: str | os.PathLike | None = None, *, port: int | None = None, host: str = "127.0.0.1",
-    served_name: str = DEFAULT_SERVED_NAME, max_len: int = DEFAULT_MAX_LEN, timeout: float | None = None,
-    log_path: str | os.PathLike | None = None, extra_args: list[str] | tuple[str, ...] = (),
-) -> Server:  # fmt: skip
+    kind: str,
+    model: str | os.PathLike | None = None,
+    *,
+    port: int | None = None,
+    host: str = "127.0.0.1",
+    served_name: str = DEFAULT_SERVED_NAME,
+    max_len: int = DEFAULT_MAX_LEN,
+    timeout: float | None = None,
+    log_path: str | os.PathLike | None = None,
+    extra_args: list[str] | tuple[str, ...] = (),
+) -> Server:
     """Start a server and return once /v1/models answers. Stop it with .stop() (or use it as a context manager)."""
     if kind not in KINDS:
         raise ValueError(f"unknown server kind {kind!r}: one of {', '.join(KINDS)}")
@@ -274,9 +313,14 @@ def start(
         log.write(("$ " + " ".join(cmd) + "\n").encode())
         log.flush()
         proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=server_env(kind),
-            cwd=tempfile.gettempdir(), start_new_session=True,  # own process group: killpg stops all of it
-        )  # fmt: skip
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=server_env(kind),
+            cwd=tempfile.gettempdir(),
+            start_new_session=True,  # own process group: killpg stops all of it
+        )
     server = Server(kind, f"http://{host}:{port}", served_name, model_path, log_path, proc)
     try:
         wait_ready(server, timeout if timeout is not None else DEFAULT_TIMEOUT[kind])
@@ -308,18 +352,32 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     server = start(
-        args.kind, args.model, port=args.port, host=args.host, served_name=args.served_name,
-        max_len=args.max_len, timeout=args.timeout, log_path=args.log, extra_args=args.extra,
-    )  # fmt: skip
+        args.kind,
+        args.model,
+        port=args.port,
+        host=args.host,
+        served_name=args.served_name,
+        max_len=args.max_len,
+        timeout=args.timeout,
+        log_path=args.log,
+        extra_args=args.extra,
+    )
     stop_now = []
     signal.signal(signal.SIGTERM, lambda *_: stop_now.append(1))
     try:
         print(server.base_url, flush=True)
-        print(f"model={server.model} path={server.model_path} log={server.log_path} pid={server.proc.pid}",
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"model={server.model} path={server.model_path} log={server.log_path} pid={server.proc.pid}",
+            file=sys.stderr,
+            flush=True,
+        )
         if command:
-            env = {**os.environ, "LMGAUGE_SERVER_URL": server.base_url, "LMGAUGE_SERVER_MODEL": server.model,
-                   "LMGAUGE_SERVER_KIND": server.kind}  # fmt: skip
+            env = {
+                **os.environ,
+                "LMGAUGE_SERVER_URL": server.base_url,
+                "LMGAUGE_SERVER_MODEL": server.model,
+                "LMGAUGE_SERVER_KIND": server.kind,
+            }
             return subprocess.call(command, env=env)
         while not stop_now and server.proc.poll() is None:
             time.sleep(0.5)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from pathlib import Path
 
 log = logging.getLogger("lmgauge")
@@ -36,23 +35,59 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--trust-remote-code", action="store_true")
     run.add_argument("--debug", action="store_true", help="one process, debug logs on the console")
     api = run.add_argument_group("a model served over HTTP (docs/api-backends.md)")
-    api.add_argument("--api-url", help="OpenAI-compatible base URL (http://HOST:PORT/v1) or lightllm's http://HOST:PORT/generate (adds a model)")
+    api.add_argument(
+        "--api-url",
+        help="OpenAI-compatible base URL (http://HOST:PORT/v1) or lightllm's http://HOST:PORT/generate (adds a model)",
+    )
     api.add_argument("--api-model", help="model name on the server (default: the one /v1/models lists)")
     api.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key")
     api.add_argument("--api-type", choices=["openai", "lightllm"], help="default: from the URL")
-    api.add_argument("--api-tokenizer", metavar="PATH", help="local tokenizer (HF folder or .gguf): prompts sent as the hf backend's token ids")
+    api.add_argument(
+        "--api-tokenizer",
+        metavar="PATH",
+        help="local tokenizer (HF folder or .gguf): prompts sent as the hf backend's token ids",
+    )
     api.add_argument("--api-chat", action="store_true", help="generation through /v1/chat/completions")
     api.add_argument("--api-stream", action="store_true", help="stream generated text")
     api.add_argument("--concurrency", type=int, help="requests in flight (default 64)")
     api.add_argument("--timeout", type=float, help="seconds per request try (default 120)")
     api.add_argument("--retries", type=int, help="retries of a failed request (default 5)")
     ex = run.add_argument_group("execution (docs/run-directory.md)")
-    ex.add_argument("--max-num-workers", type=int, metavar="N", help="shards run in parallel: worker processes (default 1: this process) or Slurm jobs (default 32)")
-    ex.add_argument("--max-partition-size", type=int, metavar="TOKENS", help="split a task into shards of at most this many estimated tokens")
+    ex.add_argument(
+        "--max-num-workers",
+        type=int,
+        metavar="N",
+        help="shards run in parallel: worker processes (default 1: this process) or Slurm jobs (default 32)",
+    )
+    ex.add_argument(
+        "--max-partition-size",
+        type=int,
+        metavar="TOKENS",
+        help="split a task into shards of at most this many estimated tokens",
+    )
     ex.add_argument("--dry-run", action="store_true", help="print the plan (shards, estimated tokens) and stop")
-    ex.add_argument("-r", "--reuse", nargs="?", const="latest", metavar="RUN", help="continue a run (default: the latest in the work dir); only missing docs are computed")
-    ex.add_argument("-m", "--mode", choices=["all", "infer", "eval"], default="all", help="infer: answers only; eval: re-score saved answers without the model")
-    ex.add_argument("--retry", type=int, default=2, metavar="N", help="times a shard whose worker or job died is run again (default 2)")
+    ex.add_argument(
+        "-r",
+        "--reuse",
+        nargs="?",
+        const="latest",
+        metavar="RUN",
+        help="continue a run (default: the latest in the work dir); only missing docs are computed",
+    )
+    ex.add_argument(
+        "-m",
+        "--mode",
+        choices=["all", "infer", "eval"],
+        default="all",
+        help="infer: answers only; eval: re-score saved answers without the model",
+    )
+    ex.add_argument(
+        "--retry",
+        type=int,
+        default=2,
+        metavar="N",
+        help="times a shard whose worker or job died is run again (default 2)",
+    )
     ex.add_argument("--slurm", action="store_true", help="run shards as Slurm jobs")
     ex.add_argument("-p", "--partition", help="Slurm partition")
     ex.add_argument("-q", "--qos", help="Slurm QOS")
@@ -65,7 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     sm = sub.add_parser("summary", help="re-render the summary of a run directory")
     sm.add_argument("run_dir")
 
-    wk = sub.add_parser("worker", help="(internal) run shards of a planned run; what pool processes and Slurm jobs call")
+    wk = sub.add_parser(
+        "worker", help="(internal) run shards of a planned run; what pool processes and Slurm jobs call"
+    )
     wk.add_argument("run_dir")
     wk.add_argument("shards", nargs="+", metavar="SHARD_ID")
     return p
@@ -73,13 +110,19 @@ def _parser() -> argparse.ArgumentParser:
 
 def _setup_logging(debug: bool, log_file: Path | None = None) -> None:
     console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(logging.Formatter("%(levelname)s %(message)s" if not debug else "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    console.setFormatter(
+        logging.Formatter(
+            "%(levelname)s %(message)s" if not debug else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    )
     handlers: list[logging.Handler] = [console]
     if log_file is not None:
         fh = logging.FileHandler(log_file, encoding="utf-8")
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handlers.append(fh)
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=handlers, format="%(message)s", force=True)
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO, handlers=handlers, format="%(message)s", force=True
+    )
     for noisy in ("urllib3", "filelock", "httpx", "datasets", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -104,19 +147,35 @@ def _raw_config(args) -> dict:
             m["abbr"] = args.abbr
         models.append(m)
     if args.api_url:
-        served = {"api_url": args.api_url, "api_model": args.api_model, "api_key_env": args.api_key_env,
-                  "api_type": args.api_type, "tokenizer_path": args.api_tokenizer, "api_chat": args.api_chat or None,
-                  "api_stream": args.api_stream or None, "concurrency": args.concurrency, "timeout": args.timeout,
-                  "retries": args.retries, "abbr": None if args.hf_path else args.abbr}  # fmt: skip
+        served = {
+            "api_url": args.api_url,
+            "api_model": args.api_model,
+            "api_key_env": args.api_key_env,
+            "api_type": args.api_type,
+            "tokenizer_path": args.api_tokenizer,
+            "api_chat": args.api_chat or None,
+            "api_stream": args.api_stream or None,
+            "concurrency": args.concurrency,
+            "timeout": args.timeout,
+            "retries": args.retries,
+            "abbr": None if args.hf_path else args.abbr,
+        }
         models.append({k: v for k, v in served.items() if v is not None})
     overrides = {
-        "tokenizer_path": args.tokenizer_path, "batch_size": args.batch_size, "token_budget": args.token_budget,
-        "max_seq_len": args.max_seq_len, "dtype": args.dtype, "device": args.device, "bos": args.bos,
+        "tokenizer_path": args.tokenizer_path,
+        "batch_size": args.batch_size,
+        "token_budget": args.token_budget,
+        "max_seq_len": args.max_seq_len,
+        "dtype": args.dtype,
+        "device": args.device,
+        "bos": args.bos,
         "trust_remote_code": args.trust_remote_code or None,
-    }  # fmt: skip
+    }
     if not models:
         models = [default_model()]
-    models = [{**m, **{k: v for k, v in overrides.items() if v is not None}} if isinstance(m, dict) else m for m in models]
+    models = [
+        {**m, **{k: v for k, v in overrides.items() if v is not None}} if isinstance(m, dict) else m for m in models
+    ]
     data["models"] = models
     if args.datasets:
         data["datasets"] = list(args.datasets)
@@ -133,7 +192,15 @@ def cmd_run(args) -> int:
     from lmgauge.data.sources import set_data_dir
     from lmgauge.report.console import RichProgress, print_summary
     from lmgauge.report.summary import write_summary
-    from lmgauge.runs.coordinator import RunOptions, available_devices, check_space, execute, find_run, format_plan, previous_partition
+    from lmgauge.runs.coordinator import (
+        RunOptions,
+        available_devices,
+        check_space,
+        execute,
+        find_run,
+        format_plan,
+        previous_partition,
+    )
     from lmgauge.runs.manifest import Manifest
     from lmgauge.runs.plan import plan_shards, plan_tasks
     from lmgauge.runs.rundir import RunDir
@@ -141,9 +208,16 @@ def cmd_run(args) -> int:
 
     _setup_logging(args.debug)
     opts = RunOptions(
-        max_num_workers=args.max_num_workers, max_partition_size=args.max_partition_size, mode=args.mode, retries=args.retry,
-        debug=args.debug, slurm=args.slurm, partition=args.partition, qos=args.qos, slurm_time_min=args.slurm_time,
-    )  # fmt: skip
+        max_num_workers=args.max_num_workers,
+        max_partition_size=args.max_partition_size,
+        mode=args.mode,
+        retries=args.retry,
+        debug=args.debug,
+        slurm=args.slurm,
+        partition=args.partition,
+        qos=args.qos,
+        slurm_time_min=args.slurm_time,
+    )
     rundir = None
     try:
         if args.mode == "eval" and not args.reuse:
@@ -155,13 +229,17 @@ def cmd_run(args) -> int:
             if not (args.config or args.hf_path or args.datasets):  # `-r` alone: the run's own config
                 args.config_data = rundir.read_manifest()["config"]
         raw = _raw_config(args)
-        cfg = validate(raw, args.config or ("run.json of " + str(rundir.root) if rundir and not args.config else "command line"))
+        cfg = validate(
+            raw, args.config or ("run.json of " + str(rundir.root) if rundir and not args.config else "command line")
+        )
         set_data_dir(cfg.data_dir)
         specs = plan_tasks(cfg)
         if args.mode != "eval":
             for m in cfg.models:
                 if m.backend == "hf" and not Path(m.path).expanduser().exists():
-                    raise FileNotFoundError(f"model {m.name}: path {m.path!r} does not exist (an HF model folder or a .gguf file)")
+                    raise FileNotFoundError(
+                        f"model {m.name}: path {m.path!r} does not exist (an HF model folder or a .gguf file)"
+                    )
         estimate = args.dry_run or bool(args.max_partition_size) or opts.executor != "inline"
         shards = plan_shards(cfg, specs, args.max_partition_size, estimate=estimate)
     except (ConfigError, UnknownTask, FileNotFoundError, ValueError) as e:
@@ -178,8 +256,14 @@ def cmd_run(args) -> int:
         return 2
     _setup_logging(args.debug, rundir.root / "logs" / "run.log")
     manifest = (Manifest.resume if args.reuse else Manifest)(rundir, cfg.model_dump(mode="json"))
-    log.info("run directory: %s (%d tasks x %d models, %d shard(s))%s", rundir.root, len(specs), len(cfg.models), len(shards),
-             f"; continuing, mode {args.mode}" if args.reuse else "")  # fmt: skip
+    log.info(
+        "run directory: %s (%d tasks x %d models, %d shard(s))%s",
+        rundir.root,
+        len(specs),
+        len(cfg.models),
+        len(shards),
+        f"; continuing, mode {args.mode}" if args.reuse else "",
+    )
     outcomes, interrupted = execute(cfg, specs, shards, rundir, manifest, opts, RichProgress())
     failed = sum(1 for o in outcomes if not o.ok and o.complete)
     incomplete = sum(1 for o in outcomes if not o.complete)

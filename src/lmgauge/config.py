@@ -16,14 +16,32 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 # OpenCompass model keys that do not change what lmgauge computes; accepted and ignored.
 OPENCOMPASS_IGNORED_KEYS = {
-    "type", "meta_template", "batch_padding", "pad_token_id", "end_str", "generation_kwargs",
-    "min_out_len", "max_num_workers", "use_fastchat_template", "peft_path", "peft_kwargs",
-    "stop_words", "drop_middle", "mode", "sync_rank",
-}  # fmt: skip
+    "type",
+    "meta_template",
+    "batch_padding",
+    "pad_token_id",
+    "end_str",
+    "generation_kwargs",
+    "min_out_len",
+    "max_num_workers",
+    "use_fastchat_template",
+    "peft_path",
+    "peft_kwargs",
+    "stop_words",
+    "drop_middle",
+    "mode",
+    "sync_rank",
+}
 DTYPE_ALIASES = {
-    "torch.float32": "float32", "torch.float16": "float16", "torch.bfloat16": "bfloat16",
-    "fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "half": "float16", "float": "float32",
-}  # fmt: skip
+    "torch.float32": "float32",
+    "torch.float16": "float16",
+    "torch.bfloat16": "bfloat16",
+    "fp32": "float32",
+    "fp16": "float16",
+    "bf16": "bfloat16",
+    "half": "float16",
+    "float": "float32",
+}
 
 
 class ConfigError(ValueError):
@@ -69,7 +87,9 @@ class ModelConfig(BaseModel):
         data = {k: v for k, v in data.items() if k not in OPENCOMPASS_IGNORED_KEYS}
         if data.get("api_url") and "backend" not in data:  # a served model: its URL says which API
             url = str(data["api_url"]).rstrip("/")
-            data["backend"] = data.get("api_type") or ("lightllm" if url.endswith(("/generate", "/generate_stream")) else "openai")
+            data["backend"] = data.get("api_type") or (
+                "lightllm" if url.endswith(("/generate", "/generate_stream")) else "openai"
+            )
         if data.get("backend") in ("openai", "lightllm"):
             if "api_tokenizer" in data:
                 data.setdefault("tokenizer_path", data.pop("api_tokenizer"))
@@ -100,7 +120,7 @@ class ModelConfig(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _served_models_have_a_url(self) -> "ModelConfig":
+    def _served_models_have_a_url(self) -> ModelConfig:
         if self.backend != "hf" and not self.api_url:
             raise ValueError(f"backend {self.backend!r} needs `api_url` (e.g. http://localhost:8000/v1)")
         return self
@@ -111,7 +131,9 @@ class ModelConfig(BaseModel):
             from urllib.parse import urlsplit
 
             return self.abbr or self.api_model or urlsplit(self.api_url or "").netloc.replace(":", "_") or "served"
-        p = Path(self.path).expanduser().resolve()  # a folder's dots are part of its name (Llama-3.1-8B); a file's suffix is not
+        p = (
+            Path(self.path).expanduser().resolve()
+        )  # a folder's dots are part of its name (Llama-3.1-8B); a file's suffix is not
         return self.abbr or (p.stem if p.suffix.lower() == ".gguf" else p.name)
 
 
@@ -140,9 +162,25 @@ class DatasetConfig(BaseModel):
     strip_prompt: bool | None = None  # HumanEval: strip trailing whitespace of prompts
 
     def task_options(self) -> dict:
-        keys = ("num_fewshot", "split", "path", "seed", "style", "seq_len", "bs", "column", "max_out_len",
-                "min_out_len", "chat", "fewshot_as_multiturn", "n_samples", "temperature", "top_p", "train_path",
-                "strip_prompt")  # fmt: skip
+        keys = (
+            "num_fewshot",
+            "split",
+            "path",
+            "seed",
+            "style",
+            "seq_len",
+            "bs",
+            "column",
+            "max_out_len",
+            "min_out_len",
+            "chat",
+            "fewshot_as_multiturn",
+            "n_samples",
+            "temperature",
+            "top_p",
+            "train_path",
+            "strip_prompt",
+        )
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
 
@@ -165,7 +203,7 @@ class RunConfig(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _unique_model_names(self) -> "RunConfig":
+    def _unique_model_names(self) -> RunConfig:
         names = [m.name for m in self.models]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

@@ -91,7 +91,7 @@ class TokenStats:
     requests: int = 0
     extra: dict = field(default_factory=dict)
 
-    def add(self, other: "TokenStats") -> None:
+    def add(self, other: TokenStats) -> None:
         self.forwarded += other.forwarded
         self.naive += other.naive
         self.scored += other.scored

@@ -11,9 +11,10 @@ import gzip
 import importlib.util
 import json
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Protocol, Sequence
+from typing import Protocol
 
 Row = dict
 
@@ -99,7 +100,9 @@ class CsvSource:
                 if self.named:
                     missing = [c for c in self.columns if c not in head]
                     if missing:
-                        raise DataError(f"{self.path}:1: header has no column {', '.join(missing)} (it has: {', '.join(head)})")
+                        raise DataError(
+                            f"{self.path}:1: header has no column {', '.join(missing)} (it has: {', '.join(head)})"
+                        )
                     names = [h or f"_col{i}" for i, h in enumerate(head)]
             start = reader.line_num + 1
             for raw in reader:

@@ -4,8 +4,8 @@ Backends that run a model in-process (hf) expose a small `TokenModel`; everythin
 lives here, so a faster scheduler replaces this package without touching tasks or backends.
 """
 
-from lmgauge.engine.protocol import TokenModel
-from lmgauge.engine.loglikelihood import score_loglikelihood, score_rolling
 from lmgauge.engine.generate import generate_until
+from lmgauge.engine.loglikelihood import score_loglikelihood, score_rolling
+from lmgauge.engine.protocol import TokenModel
 
 __all__ = ["TokenModel", "score_loglikelihood", "score_rolling", "generate_until"]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 
-def token_budget_batches(
-    lengths: Sequence[int], token_budget: int, max_rows: int | None = None
-) -> Iterator[list[int]]:
+def token_budget_batches(lengths: Sequence[int], token_budget: int, max_rows: int | None = None) -> Iterator[list[int]]:
     """Yield lists of indices, longest first, so that rows x longest row <= token_budget.
 
     Longest first: the first batch is the most expensive one, so a budget that is too large

@@ -9,7 +9,7 @@ draws from its own generator seeded by its request, so its text does not depend 
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from lmgauge.engine.batching import token_budget_batches
 from lmgauge.engine.prefix import prefix_groups
@@ -23,7 +23,9 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
-def _next_tokens(logits, reqs: list[GenerateRequest], live: list[int], generators: dict, n_done: list[int], eos: int | None) -> list[int]:
+def _next_tokens(
+    logits, reqs: list[GenerateRequest], live: list[int], generators: dict, n_done: list[int], eos: int | None
+) -> list[int]:
     """One token per live row: argmax, or a draw from the temperature / top-p distribution."""
     import torch
 

@@ -8,8 +8,8 @@ numbers, are exactly those of the plain path.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 MIN_PREFIX = 16  # below this, a separate prefix forward costs more than it saves
 

@@ -28,11 +28,19 @@ def build_model(cfg) -> LanguageModel:
         )
     if cfg.backend in ("openai", "lightllm"):  # a model served over HTTP
         served = dict(
-            name=cfg.name, api_model=cfg.api_model, api_key_env=cfg.api_key_env,
-            tokenizer_path=cfg.tokenizer_path, stream=cfg.api_stream, concurrency=cfg.concurrency,
-            timeout=cfg.timeout, retries=cfg.retries, max_seq_len=cfg.max_seq_len, bos=cfg.bos,
-            trust_remote_code=cfg.trust_remote_code, tokenizer_kwargs=cfg.tokenizer_kwargs,
-        )  # fmt: skip
+            name=cfg.name,
+            api_model=cfg.api_model,
+            api_key_env=cfg.api_key_env,
+            tokenizer_path=cfg.tokenizer_path,
+            stream=cfg.api_stream,
+            concurrency=cfg.concurrency,
+            timeout=cfg.timeout,
+            retries=cfg.retries,
+            max_seq_len=cfg.max_seq_len,
+            bos=cfg.bos,
+            trust_remote_code=cfg.trust_remote_code,
+            tokenizer_kwargs=cfg.tokenizer_kwargs,
+        )
         if cfg.backend == "lightllm":
             from lmgauge.models.lightllm import LightLLMModel
 

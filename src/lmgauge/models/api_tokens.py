@@ -8,9 +8,9 @@ the engine's TokenModel, enough for those helpers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from lmgauge.engine.loglikelihood import _document_windows, encode_pair  # the hf path's own tokenization
 from lmgauge.models.base import ModelError
@@ -69,7 +69,11 @@ def configured_context_length(source: str) -> int | None:
 
     p = Path(source).expanduser()
     try:
-        config = AutoConfig.from_pretrained(str(p.parent), gguf_file=p.name) if p.suffix.lower() == ".gguf" else AutoConfig.from_pretrained(str(p))
+        config = (
+            AutoConfig.from_pretrained(str(p.parent), gguf_file=p.name)
+            if p.suffix.lower() == ".gguf"
+            else AutoConfig.from_pretrained(str(p))
+        )
     except (OSError, ValueError):
         return None
     for attr in ("n_positions", "max_position_embeddings", "n_ctx"):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from lmgauge import engine
 from lmgauge.models.base import ModelError, OnResult
@@ -155,7 +156,9 @@ class HFModel:
         self._logit_scale = getattr(cfg, "logit_scale", None)
         self._torch = torch
         # transformers >= 5.2x names the KV cache argument `cache`; older releases `past_key_values`
-        self._cache_arg = "cache" if "cache" in inspect.signature(self._decoder.forward).parameters else "past_key_values"
+        self._cache_arg = (
+            "cache" if "cache" in inspect.signature(self._decoder.forward).parameters else "past_key_values"
+        )
 
     def _tokenizer_adds_bos(self) -> bool:
         ids = self.tokenizer("a").input_ids
@@ -276,10 +279,14 @@ class HFModel:
     def stats(self) -> TokenStats:
         return self._stats
 
-    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], on_result: OnResult | None = None) -> list[LoglikelihoodResult]:
+    def loglikelihood(
+        self, requests: Sequence[LoglikelihoodRequest], on_result: OnResult | None = None
+    ) -> list[LoglikelihoodResult]:
         return engine.score_loglikelihood(self, requests, on_result, self._stats)
 
-    def loglikelihood_rolling(self, requests: Sequence[RollingRequest], on_result: OnResult | None = None) -> list[RollingResult]:
+    def loglikelihood_rolling(
+        self, requests: Sequence[RollingRequest], on_result: OnResult | None = None
+    ) -> list[RollingResult]:
         return engine.score_rolling(self, requests, on_result, self._stats)
 
     def generate(self, requests: Sequence[GenerateRequest], on_result: OnResult | None = None) -> list[GenerateResult]:
@@ -302,7 +309,9 @@ class HFModel:
         if not use_chat:
             return request.prompt
         if not getattr(self.tokenizer, "chat_template", None):
-            raise ModelError(f"{self.name}: chat template asked for, but the tokenizer has none (set chat_template: false)")
+            raise ModelError(
+                f"{self.name}: chat template asked for, but the tokenizer has none (set chat_template: false)"
+            )
         turns = request.messages or (("user", request.prompt),)
         return self.tokenizer.apply_chat_template(
             [{"role": role, "content": content} for role, content in turns], tokenize=False, add_generation_prompt=True

@@ -41,8 +41,7 @@ def split_model_path(path: str | os.PathLike, gguf_file: str | None = None) -> t
     p = Path(path).expanduser()
     if not p.exists():
         raise ModelError(
-            f"model path {str(p)!r} does not exist: give an HF model folder (config.json + weights) "
-            "or a .gguf file"
+            f"model path {str(p)!r} does not exist: give an HF model folder (config.json + weights) or a .gguf file"
         )
     if p.is_file():
         if p.suffix != ".gguf":

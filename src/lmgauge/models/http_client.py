@@ -15,8 +15,9 @@ import logging
 import os
 import random
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import httpx
 
@@ -88,9 +89,7 @@ def _transport_message(e: Exception) -> str:
     return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
 
-async def _with_retries(
-    attempt_once: Callable[[], Awaitable[Any]], what: str, policy: RetryPolicy
-) -> Any:
+async def _with_retries(attempt_once: Callable[[], Awaitable[Any]], what: str, policy: RetryPolicy) -> Any:
     last, status = "no try made", None
     for attempt in range(policy.retries + 1):
         wait: float | None = None

@@ -17,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from lmgauge.engine.generate import cut_at_stop
 from lmgauge.models.api_tokens import (
     LocalTokenizer,
     ScoredPrompt,
@@ -30,7 +32,6 @@ from lmgauge.models.api_tokens import (
     move_trailing_spaces,
     rolling_prompts,
 )
-from lmgauge.engine.generate import cut_at_stop
 from lmgauge.models.base import ModelError, OnResult
 from lmgauge.models.http_client import (
     BadAnswer,
@@ -85,7 +86,9 @@ def _prompt_scores(answer: Any) -> tuple[list[int], list[float]]:
     if ids is None or pairs is None:
         raise _NoPromptLogprobs()
     if not isinstance(ids, list) or not isinstance(pairs, list) or len(pairs) != max(0, len(ids) - 1):
-        raise BadAnswer(f"prompt_logprobs has {len(pairs) if isinstance(pairs, list) else '?'} entries for {len(ids) if isinstance(ids, list) else '?'} prompt tokens")
+        raise BadAnswer(
+            f"prompt_logprobs has {len(pairs) if isinstance(pairs, list) else '?'} entries for {len(ids) if isinstance(ids, list) else '?'} prompt tokens"
+        )
     values = []
     for k, entry in enumerate(pairs):
         try:
@@ -128,8 +131,13 @@ class LightLLMModel:
         limit = configured_context_length(tokenizer_path) if tokenizer_path and not max_seq_len else None
         self.max_length = max_seq_len or (limit - 2 if limit else None)
         self.tokenizer = (
-            LocalTokenizer(tokenizer_path, bos=bos, max_length=self.max_length,
-                           trust_remote_code=trust_remote_code, tokenizer_kwargs=tokenizer_kwargs)  # fmt: skip
+            LocalTokenizer(
+                tokenizer_path,
+                bos=bos,
+                max_length=self.max_length,
+                trust_remote_code=trust_remote_code,
+                tokenizer_kwargs=tokenizer_kwargs,
+            )
             if tokenizer_path
             else None
         )
@@ -141,7 +149,9 @@ class LightLLMModel:
         self._warned_greedy = False
         self.load_seconds = time.perf_counter() - t0
 
-    def _payload(self, inputs: str | list[int], max_new_tokens: int, stop: Sequence[str] = (), r: GenerateRequest | None = None) -> dict:
+    def _payload(
+        self, inputs: str | list[int], max_new_tokens: int, stop: Sequence[str] = (), r: GenerateRequest | None = None
+    ) -> dict:
         params: dict[str, Any] = {"do_sample": False, "ignore_eos": False, "max_new_tokens": max_new_tokens}
         if stop:
             params["stop_sequences"] = list(stop)
@@ -155,8 +165,9 @@ class LightLLMModel:
         inputs: str | list[int] = self.tokenizer.encode(PROBE_TEXT) if self.tokenizer else PROBE_TEXT
         async with new_client(self._headers, 1) as client:
             try:
-                ids, values = await request_json(client, "POST", f"{self.base_url}/generate", self.policy,
-                                                 self._payload(inputs, 1), _prompt_scores)  # fmt: skip
+                ids, values = await request_json(
+                    client, "POST", f"{self.base_url}/generate", self.policy, self._payload(inputs, 1), _prompt_scores
+                )
             except _NoPromptLogprobs as e:
                 return str(e)
             except RequestFailed as e:
@@ -171,16 +182,21 @@ class LightLLMModel:
 
     def _require_logprobs(self) -> None:
         if self.logprobs_problem:
-            raise ModelError(f"log-likelihood is unavailable from {self.base_url}: {self.logprobs_problem}; {GEN_VARIANT_HINT}")
+            raise ModelError(
+                f"log-likelihood is unavailable from {self.base_url}: {self.logprobs_problem}; {GEN_VARIANT_HINT}"
+            )
         if not self._warned_greedy:
             self._warned_greedy = True
             log.warning("%s: lightllm returns no top tokens: is_greedy is reported False for every request", self.name)
 
     # --- log-likelihood ------------------------------------------------------------------------
 
-    async def _prompt_logprobs(self, client: httpx.AsyncClient, inputs: str | list[int]) -> tuple[list[int], list[float]]:
-        ids, values = await request_json(client, "POST", f"{self.base_url}/generate", self.policy,
-                                         self._payload(inputs, 1), _prompt_scores)  # fmt: skip
+    async def _prompt_logprobs(
+        self, client: httpx.AsyncClient, inputs: str | list[int]
+    ) -> tuple[list[int], list[float]]:
+        ids, values = await request_json(
+            client, "POST", f"{self.base_url}/generate", self.policy, self._payload(inputs, 1), _prompt_scores
+        )
         self._stats.forwarded += len(ids)
         self._stats.naive += len(ids)
         return ids, values
@@ -188,11 +204,15 @@ class LightLLMModel:
     async def _score_ids(self, client: httpx.AsyncClient, p: ScoredPrompt) -> float:
         ids, values = await self._prompt_logprobs(client, p.ids)
         if ids != p.ids:
-            raise RequestFailed(f"the server scored other tokens than sent ({len(ids)} for {len(p.ids)}): is it truncating prompts?")
+            raise RequestFailed(
+                f"the server scored other tokens than sent ({len(ids)} for {len(p.ids)}): is it truncating prompts?"
+            )
         self._stats.scored += p.n_scored
         return float(sum(values[p.first - 1 :]))  # values[k-1] scores token k
 
-    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], on_result: OnResult | None = None) -> list[LoglikelihoodResult]:
+    def loglikelihood(
+        self, requests: Sequence[LoglikelihoodRequest], on_result: OnResult | None = None
+    ) -> list[LoglikelihoodResult]:
         self._require_logprobs()
         tok = self.tokenizer
         prompts = [loglikelihood_prompt(tok, r.context, r.continuation) for r in requests] if tok else None
@@ -226,13 +246,23 @@ class LightLLMModel:
             return LoglikelihoodResult(float(sum(values[first - 1 :])), False, len(ids) - first)
 
         self._stats.requests += len(requests)
-        return run_all(len(requests), answer, lambda i, msg: LoglikelihoodResult(0.0, False, error=msg),
-                       on_result, self._headers, self.concurrency)  # fmt: skip
+        return run_all(
+            len(requests),
+            answer,
+            lambda i, msg: LoglikelihoodResult(0.0, False, error=msg),
+            on_result,
+            self._headers,
+            self.concurrency,
+        )
 
-    def loglikelihood_rolling(self, requests: Sequence[RollingRequest], on_result: OnResult | None = None) -> list[RollingResult]:
+    def loglikelihood_rolling(
+        self, requests: Sequence[RollingRequest], on_result: OnResult | None = None
+    ) -> list[RollingResult]:
         self._require_logprobs()
         if self.tokenizer is None:
-            raise ModelError("rolling log-likelihood (perplexity) over HTTP needs the model's tokenizer: give tokenizer_path (--api-tokenizer)")
+            raise ModelError(
+                "rolling log-likelihood (perplexity) over HTTP needs the model's tokenizer: give tokenizer_path (--api-tokenizer)"
+            )
         windows = [rolling_prompts(self.tokenizer, r) for r in requests]
 
         async def answer(client: httpx.AsyncClient, i: int) -> RollingResult:
@@ -243,8 +273,14 @@ class LightLLMModel:
             return RollingResult(total, n_tokens, len(prompts))
 
         self._stats.requests += len(requests)
-        return run_all(len(requests), answer, lambda i, msg: RollingResult(0.0, 0, error=msg),
-                       on_result, self._headers, self.concurrency)  # fmt: skip
+        return run_all(
+            len(requests),
+            answer,
+            lambda i, msg: RollingResult(0.0, 0, error=msg),
+            on_result,
+            self._headers,
+            self.concurrency,
+        )
 
     # --- generation ----------------------------------------------------------------------------
 
@@ -302,8 +338,14 @@ class LightLLMModel:
             return out
 
         self._stats.requests += len(requests)
-        return run_all(len(requests), answer, lambda i, msg: GenerateResult("", error=msg),
-                       on_result, self._headers, self.concurrency)  # fmt: skip
+        return run_all(
+            len(requests),
+            answer,
+            lambda i, msg: GenerateResult("", error=msg),
+            on_result,
+            self._headers,
+            self.concurrency,
+        )
 
     # --- LanguageModel -------------------------------------------------------------------------
 
@@ -321,7 +363,9 @@ class LightLLMModel:
             "prompts": "token ids" if self.tokenizer else "text",
             "stream": self.stream,
             "max_length": self.max_length,
-            "loglikelihood": "ok (is_greedy unavailable)" if not self.logprobs_problem else f"unavailable: {self.logprobs_problem}",
+            "loglikelihood": "ok (is_greedy unavailable)"
+            if not self.logprobs_problem
+            else f"unavailable: {self.logprobs_problem}",
             "concurrency": self.concurrency,
             "timeout_s": self.policy.timeout,
             "retries": self.policy.retries,

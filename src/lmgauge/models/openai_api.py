@@ -14,12 +14,14 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from operator import itemgetter
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from lmgauge.engine.generate import cut_at_stop
 from lmgauge.models.api_tokens import (
     LocalTokenizer,
     ScoredPrompt,
@@ -28,7 +30,6 @@ from lmgauge.models.api_tokens import (
     move_trailing_spaces,
     rolling_prompts,
 )
-from lmgauge.engine.generate import cut_at_stop
 from lmgauge.models.base import ModelError, OnResult
 from lmgauge.models.http_client import (
     BadAnswer,
@@ -138,9 +139,12 @@ class OpenAIModel:
         self.max_length = max_length
         self.tokenizer = (
             LocalTokenizer(
-                tokenizer_path, bos=bos, max_length=max_length,
-                trust_remote_code=trust_remote_code, tokenizer_kwargs=tokenizer_kwargs,
-            )  # fmt: skip
+                tokenizer_path,
+                bos=bos,
+                max_length=max_length,
+                trust_remote_code=trust_remote_code,
+                tokenizer_kwargs=tokenizer_kwargs,
+            )
             if tokenizer_path
             else None
         )
@@ -194,7 +198,9 @@ class OpenAIModel:
 
             async def next_token(prompt: str | list[int]) -> dict:
                 try:
-                    return await request_json(client, "POST", url, self.policy, self._completion_payload(prompt, echo=False), _first_choice)
+                    return await request_json(
+                        client, "POST", url, self.policy, self._completion_payload(prompt, echo=False), _first_choice
+                    )
                 except RequestFailed as e:
                     if e.status is None:  # nothing answers there: no use starting the run
                         raise ModelError(f"{url}: no answer: {e}") from None
@@ -207,8 +213,12 @@ class OpenAIModel:
                     try:
                         gen = await next_token(tok.bos_ids + tok.encode(PROBE_TEXT))
                     except RequestFailed as e:  # llama-cpp-python takes text prompts only
-                        log.warning("%s: the server refuses token-id prompts (%s); sending text, which the "
-                                    "server tokenizes itself", self.base_url, e)  # fmt: skip
+                        log.warning(
+                            "%s: the server refuses token-id prompts (%s); sending text, which the "
+                            "server tokenizes itself",
+                            self.base_url,
+                            e,
+                        )
                         self.token_prompts, tok = False, None
                 if not tok:
                     gen = await next_token(PROBE_TEXT)
@@ -225,14 +235,18 @@ class OpenAIModel:
             else:
                 prompt2 = PROBE_TEXT + g
             try:
-                lp = await request_json(client, "POST", url, self.policy, self._completion_payload(prompt2, echo=True), _echo_logprobs)
+                lp = await request_json(
+                    client, "POST", url, self.policy, self._completion_payload(prompt2, echo=True), _echo_logprobs
+                )
             except (RequestFailed, BadAnswer) as e:
                 return f"the server does not return prompt logprobs (completions with echo and logprobs): {e}"
         values, tokens = lp["token_logprobs"], lp.get("tokens") or []
         n_prompt = len(prompt2) if tok else (lp["_usage"].get("prompt_tokens") or len(values) - 1)
         if len(values) < n_prompt:
-            return (f"the server returned logprobs for {len(values)} tokens of a {n_prompt}-token prompt: "
-                    "it does not return prompt logprobs with echo")  # fmt: skip
+            return (
+                f"the server returned logprobs for {len(values)} tokens of a {n_prompt}-token prompt: "
+                "it does not return prompt logprobs with echo"
+            )
         bad = [v for v in values[1:n_prompt] if not isinstance(v, (int, float)) or v > 1e-4 or math.isnan(v)]
         if bad:
             return f"the server's prompt logprobs are not log-probabilities: {bad[:3]}"
@@ -257,7 +271,9 @@ class OpenAIModel:
 
     def _require_logprobs(self) -> None:
         if self.logprobs_problem:
-            raise ModelError(f"log-likelihood is unavailable from {self.base_url}: {self.logprobs_problem}; {GEN_VARIANT_HINT}")
+            raise ModelError(
+                f"log-likelihood is unavailable from {self.base_url}: {self.logprobs_problem}; {GEN_VARIANT_HINT}"
+            )
 
     # --- log-likelihood ------------------------------------------------------------------------
 
@@ -265,8 +281,14 @@ class OpenAIModel:
         def parse(answer: Any) -> tuple[float, bool]:
             return _sum_positions(_echo_logprobs(answer), p.first, len(p.ids))
 
-        result = await request_json(client, "POST", f"{self.base_url}/completions", self.policy,
-                                    self._completion_payload(p.ids, echo=True), parse)  # fmt: skip
+        result = await request_json(
+            client,
+            "POST",
+            f"{self.base_url}/completions",
+            self.policy,
+            self._completion_payload(p.ids, echo=True),
+            parse,
+        )
         self._stats.forwarded += len(p.ids)
         self._stats.naive += len(p.ids)
         self._stats.scored += p.n_scored
@@ -294,16 +316,30 @@ class OpenAIModel:
             self._stats.scored += n_prompt - first
             return LoglikelihoodResult(logprob, greedy, n_prompt - first)
 
-        return await request_json(client, "POST", f"{self.base_url}/completions", self.policy,
-                                  self._completion_payload(context + continuation, echo=True), parse)  # fmt: skip
+        return await request_json(
+            client,
+            "POST",
+            f"{self.base_url}/completions",
+            self.policy,
+            self._completion_payload(context + continuation, echo=True),
+            parse,
+        )
 
     def loglikelihood_bodies(self, requests: Sequence[LoglikelihoodRequest]) -> list[dict]:
         """The JSON bodies `loglikelihood` posts to /v1/completions (benchmarks replay them)."""
         if not self.token_prompts:
-            return [self._completion_payload("".join(move_trailing_spaces(r.context, r.continuation)), echo=True) for r in requests]
-        return [self._completion_payload(loglikelihood_prompt(self.tokenizer, r.context, r.continuation).ids, echo=True) for r in requests]
+            return [
+                self._completion_payload("".join(move_trailing_spaces(r.context, r.continuation)), echo=True)
+                for r in requests
+            ]
+        return [
+            self._completion_payload(loglikelihood_prompt(self.tokenizer, r.context, r.continuation).ids, echo=True)
+            for r in requests
+        ]
 
-    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], on_result: OnResult | None = None) -> list[LoglikelihoodResult]:
+    def loglikelihood(
+        self, requests: Sequence[LoglikelihoodRequest], on_result: OnResult | None = None
+    ) -> list[LoglikelihoodResult]:
         self._require_logprobs()
         tok = self.tokenizer if self.token_prompts else None
         prompts = [loglikelihood_prompt(tok, r.context, r.continuation) for r in requests] if tok else None
@@ -316,14 +352,24 @@ class OpenAIModel:
             return LoglikelihoodResult(logprob, greedy, p.n_scored, p.truncated)
 
         self._stats.requests += len(requests)
-        return run_all(len(requests), answer, lambda i, msg: LoglikelihoodResult(0.0, False, error=msg),
-                       on_result, self._headers, self.concurrency)  # fmt: skip
+        return run_all(
+            len(requests),
+            answer,
+            lambda i, msg: LoglikelihoodResult(0.0, False, error=msg),
+            on_result,
+            self._headers,
+            self.concurrency,
+        )
 
-    def loglikelihood_rolling(self, requests: Sequence[RollingRequest], on_result: OnResult | None = None) -> list[RollingResult]:
+    def loglikelihood_rolling(
+        self, requests: Sequence[RollingRequest], on_result: OnResult | None = None
+    ) -> list[RollingResult]:
         self._require_logprobs()
         if self.tokenizer is None or not self.token_prompts:
-            raise ModelError("rolling log-likelihood (perplexity) over HTTP needs the model's tokenizer (tokenizer_path, "
-                             "--api-tokenizer) and a server that takes token-id prompts")  # fmt: skip
+            raise ModelError(
+                "rolling log-likelihood (perplexity) over HTTP needs the model's tokenizer (tokenizer_path, "
+                "--api-tokenizer) and a server that takes token-id prompts"
+            )
         windows = [rolling_prompts(self.tokenizer, r) for r in requests]
 
         async def answer(client: httpx.AsyncClient, i: int) -> RollingResult:
@@ -334,8 +380,14 @@ class OpenAIModel:
             return RollingResult(total, n_tokens, len(prompts))
 
         self._stats.requests += len(requests)
-        return run_all(len(requests), answer, lambda i, msg: RollingResult(0.0, 0, error=msg),
-                       on_result, self._headers, self.concurrency)  # fmt: skip
+        return run_all(
+            len(requests),
+            answer,
+            lambda i, msg: RollingResult(0.0, 0, error=msg),
+            on_result,
+            self._headers,
+            self.concurrency,
+        )
 
     # --- generation ----------------------------------------------------------------------------
 
@@ -375,7 +427,9 @@ class OpenAIModel:
         """A request's own choice wins; else the model's (api_chat)."""
         return r.chat if r.chat is not None else self.chat
 
-    def _generated(self, text: str, finish: str | None, stop_reason: Any, usage: dict, r: GenerateRequest, truncated: int) -> GenerateResult:
+    def _generated(
+        self, text: str, finish: str | None, stop_reason: Any, usage: dict, r: GenerateRequest, truncated: int
+    ) -> GenerateResult:
         text, hit = cut_at_stop(text, r.stop)
         if hit or isinstance(stop_reason, str):  # a stop string ("?": the server does not say why)
             reason = "stop"
@@ -394,7 +448,14 @@ class OpenAIModel:
                 text = choice.get("text")
             if not isinstance(text, str):
                 raise BadAnswer("the choice carries no text")
-            return self._generated(text, choice.get("finish_reason"), choice.get("stop_reason", "?"), answer.get("usage") or {}, r, truncated)
+            return self._generated(
+                text,
+                choice.get("finish_reason"),
+                choice.get("stop_reason", "?"),
+                answer.get("usage") or {},
+                r,
+                truncated,
+            )
 
         def fold(events: list[Any]) -> GenerateResult:
             pieces, finish, stop_reason, usage = [], None, "?", {}  # "?": the server never said
@@ -427,8 +488,14 @@ class OpenAIModel:
             return result
 
         self._stats.requests += len(requests)
-        return run_all(len(requests), answer, lambda i, msg: GenerateResult("", error=msg),
-                       on_result, self._headers, self.concurrency)  # fmt: skip
+        return run_all(
+            len(requests),
+            answer,
+            lambda i, msg: GenerateResult("", error=msg),
+            on_result,
+            self._headers,
+            self.concurrency,
+        )
 
     # --- LanguageModel -------------------------------------------------------------------------
 

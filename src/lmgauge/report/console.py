@@ -20,9 +20,16 @@ class RichProgress(ProgressBase):
     def start(self, description: str, total: int) -> None:
         self.stop()
         self._p = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("docs"),
-            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False,
-        )  # fmt: skip
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("docs"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
         self._p.start()
         self._task = self._p.add_task(description, total=total)
 
@@ -78,10 +85,17 @@ def print_task_list(pattern: str | None) -> None:
         info = REGISTRY.tasks[names[0]]
         if len(names) > 5 and not pattern:
             found = sum(_data_status(n).startswith("found") for n in names)
-            table.add_row(f"{family}_<subject> ({len(names)} tasks)", ",".join(info.modes), f"{found}/{len(names)} found", info.description)
+            table.add_row(
+                f"{family}_<subject> ({len(names)} tasks)",
+                ",".join(info.modes),
+                f"{found}/{len(names)} found",
+                info.description,
+            )
             continue
         for name in names:
-            table.add_row(name, ",".join(REGISTRY.tasks[name].modes), _data_status(name), REGISTRY.tasks[name].description)
+            table.add_row(
+                name, ",".join(REGISTRY.tasks[name].modes), _data_status(name), REGISTRY.tasks[name].description
+            )
     Console().print(table)
     groups = [f"{g} ({len(m)})" for g, m in sorted(REGISTRY.groups.items()) if not pattern or pattern in g]
     if groups:

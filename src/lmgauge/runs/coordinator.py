@@ -78,7 +78,17 @@ def previous_partition(rundir: RunDir) -> int | None:
 def model_key(m: ModelConfig) -> str:
     """What in a model's config changes its answers (not batching, placement or scheduling)."""
     d = m.model_dump(mode="json")
-    for k in ("run_cfg", "batch_size", "token_budget", "device", "concurrency", "timeout", "retries", "api_stream", "api_key_env"):
+    for k in (
+        "run_cfg",
+        "batch_size",
+        "token_budget",
+        "device",
+        "concurrency",
+        "timeout",
+        "retries",
+        "api_stream",
+        "api_key_env",
+    ):
         d.pop(k, None)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
@@ -110,16 +120,23 @@ def check_space(work_dir: str | Path, shards: list[Shard]) -> None:
     need = max(MIN_FREE_BYTES, JOURNAL_BYTES_PER_TOKEN * sum(s.est_tokens or 0 for s in shards))
     free = shutil.disk_usage(probe_dir).free
     if free < need:
-        raise OSError(f"work directory {str(work)!r}: {free / 2**20:.0f} MiB free, this run needs about {need / 2**20:.0f} MiB")
+        raise OSError(
+            f"work directory {str(work)!r}: {free / 2**20:.0f} MiB free, this run needs about {need / 2**20:.0f} MiB"
+        )
 
 
 def format_plan(cfg: RunConfig, shards: list[Shard], opts: RunOptions, devices: list[str]) -> str:
-    lines = [f"plan: {len(shards)} shard(s), executor {opts.executor}"
-             + (f", {opts.workers} worker(s)" if opts.executor != "inline" else "")
-             + (f", max partition {opts.max_partition_size} tokens" if opts.max_partition_size else "")]  # fmt: skip
+    lines = [
+        f"plan: {len(shards)} shard(s), executor {opts.executor}"
+        + (f", {opts.workers} worker(s)" if opts.executor != "inline" else "")
+        + (f", max partition {opts.max_partition_size} tokens" if opts.max_partition_size else "")
+    ]
     for m in cfg.models:
         n = devices_per_worker(m, devices, opts.slurm)
-        lines.append(f"model {m.name}: {n} device(s) per worker" + (f"; {n * opts.workers} for {opts.workers} workers, {len(devices)} here" if n and not opts.slurm else ""))
+        lines.append(
+            f"model {m.name}: {n} device(s) per worker"
+            + (f"; {n * opts.workers} for {opts.workers} workers, {len(devices)} here" if n and not opts.slurm else "")
+        )
     width = max((len(s.id) for s in shards), default=10)
     lines.append(f"  {'shard':<{width}}  {'docs':>6}  {'est. tokens':>11}")
     for s in shards:
@@ -147,19 +164,41 @@ def _check_journal_keys(rundir: RunDir, cfg: RunConfig, specs: list[TaskSpec], m
             if mode == "eval":  # re-scoring reads the answers as they are; say if they came from other prompts
                 old = json.loads(journal.key_path().read_text()) if journal.key_path().exists() else key
                 if old != key:
-                    log.warning("%s | %s: answers were computed with %s, now %s; re-scoring them anyway", m.name, spec.name, old, key)
+                    log.warning(
+                        "%s | %s: answers were computed with %s, now %s; re-scoring them anyway",
+                        m.name,
+                        spec.name,
+                        old,
+                        key,
+                    )
                 continue
             reason = journal.check_key(key)
             if reason:
-                log.warning("%s | %s: recomputed from scratch, the prompt or model config changed (%s); old answers moved to %s",
-                            m.name, spec.name, reason, journal.main.parent / ".stale")  # fmt: skip
+                log.warning(
+                    "%s | %s: recomputed from scratch, the prompt or model config changed (%s); old answers moved to %s",
+                    m.name,
+                    spec.name,
+                    reason,
+                    journal.main.parent / ".stale",
+                )
 
 
 def execute(
-    cfg: RunConfig, specs: list[TaskSpec], shards: list[Shard], rundir: RunDir, manifest: Manifest, opts: RunOptions, progress: Progress
+    cfg: RunConfig,
+    specs: list[TaskSpec],
+    shards: list[Shard],
+    rundir: RunDir,
+    manifest: Manifest,
+    opts: RunOptions,
+    progress: Progress,
 ) -> tuple[list[TaskOutcome], bool]:
     """Runs what the journal lacks and finalizes every task; (outcomes, interrupted)."""
-    plan = {"config": cfg.model_dump(mode="json"), "mode": opts.mode, "max_partition_size": opts.max_partition_size, "shards": [s.to_json() for s in shards]}
+    plan = {
+        "config": cfg.model_dump(mode="json"),
+        "mode": opts.mode,
+        "max_partition_size": opts.max_partition_size,
+        "shards": [s.to_json() for s in shards],
+    }
     write_json_atomic(rundir.root / "plan.json", plan)
     _check_journal_keys(rundir, cfg, specs, opts.mode)
     by_name = {s.name: s for s in specs}
@@ -175,7 +214,9 @@ def execute(
             m = read_marker(rundir, s.id)
             m["reused"], m["computed"] = m.get("reused", 0) + m.get("computed", 0), 0
             write_json_atomic(marker_path(rundir, s.id), m)
-        manifest.data.setdefault("shards", {}).setdefault(s.id, {}).update({k: v for k, v in s.to_json().items() if k != "id"})
+        manifest.data.setdefault("shards", {}).setdefault(s.id, {}).update(
+            {k: v for k, v in s.to_json().items() if k != "id"}
+        )
     reused = len(shards) - len(todo)
     if reused:
         log.info("%d of %d shard(s) already complete in %s: kept", reused, len(shards), rundir.root)
@@ -223,8 +264,15 @@ def _executor(cfg, specs, rundir, manifest, opts, progress, devices):
     if opts.executor == "slurm":
         from lmgauge.runs.executors.slurm import SlurmExecutor
 
-        return SlurmExecutor(rundir, opts.partition, opts.qos, max_jobs=opts.workers,
-                             retries=opts.retries, time_limit_min=opts.slurm_time_min, on_job=on_job)  # fmt: skip
+        return SlurmExecutor(
+            rundir,
+            opts.partition,
+            opts.qos,
+            max_jobs=opts.workers,
+            retries=opts.retries,
+            time_limit_min=opts.slurm_time_min,
+            on_job=on_job,
+        )
     if opts.executor == "pool":
         from lmgauge.runs.executors.pool import LocalPool
 

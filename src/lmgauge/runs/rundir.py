@@ -61,7 +61,7 @@ class RunDir:
         self.root = Path(root)
 
     @classmethod
-    def create(cls, work_dir: str | Path, run_id: str | None = None) -> "RunDir":
+    def create(cls, work_dir: str | Path, run_id: str | None = None) -> RunDir:
         work = Path(work_dir)
         try:
             work.mkdir(parents=True, exist_ok=True)
@@ -127,7 +127,7 @@ class SampleWriter:
             self.flush()
             self._f.close()
 
-    def __enter__(self) -> "SampleWriter":
+    def __enter__(self) -> SampleWriter:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -67,7 +67,9 @@ def _done(manifest: Manifest | None, model: str, task: str, info: dict) -> None:
         manifest.task_done(model, task, info)
 
 
-def finalize_task(rundir: RunDir, spec: TaskSpec, model: str, shards: list[Shard], manifest: Manifest | None, mode: str = "all") -> TaskOutcome:
+def finalize_task(
+    rundir: RunDir, spec: TaskSpec, model: str, shards: list[Shard], manifest: Manifest | None, mode: str = "all"
+) -> TaskOutcome:
     markers = [read_marker(rundir, s.id) for s in shards]
     failed = [m for m in markers if m and m.get("status") == "failed"]
     if failed:
@@ -75,7 +77,12 @@ def finalize_task(rundir: RunDir, spec: TaskSpec, model: str, shards: list[Shard
         _done(manifest, model, spec.name, {"status": "failed", "error": msg})
         return TaskOutcome(spec.name, False, error=msg)
     if any(m is None for m in markers):
-        _done(manifest, model, spec.name, {"status": "incomplete", "shards_done": sum(m is not None for m in markers), "shards": len(shards)})
+        _done(
+            manifest,
+            model,
+            spec.name,
+            {"status": "incomplete", "shards_done": sum(m is not None for m in markers), "shards": len(shards)},
+        )
         return TaskOutcome(spec.name, False, error="incomplete", complete=False)
     task = spec.build()
     n_docs = markers[0]["n_docs"]
@@ -118,16 +125,26 @@ def finalize_task(rundir: RunDir, spec: TaskSpec, model: str, shards: list[Shard
     if len(shards) > 1:
         info["shards"] = len(shards)
     rundir.write_results(model, task.name, info)
-    _done(manifest, 
+    _done(
+        manifest,
         model,
         task.name,
-        {"status": "done", "version": info["version"], "n": info["n"], "timing": info["timing"], "tokens": info["tokens"],
-         "computed": sum(m.get("computed", 0) for m in markers), "reused": sum(m.get("reused", 0) for m in markers)},
-    )  # fmt: skip
+        {
+            "status": "done",
+            "version": info["version"],
+            "n": info["n"],
+            "timing": info["timing"],
+            "tokens": info["tokens"],
+            "computed": sum(m.get("computed", 0) for m in markers),
+            "reused": sum(m.get("reused", 0) for m in markers),
+        },
+    )
     return TaskOutcome(task.name, True, samples, task)
 
 
-def finalize_model(rundir: RunDir, model: str, specs: list[TaskSpec], shards: list[Shard], manifest: Manifest, mode: str = "all") -> list[TaskOutcome]:
+def finalize_model(
+    rundir: RunDir, model: str, specs: list[TaskSpec], shards: list[Shard], manifest: Manifest, mode: str = "all"
+) -> list[TaskOutcome]:
     """Results of every task of a model whose shards all finished, then its groups."""
     outcomes = []
     for spec in specs:
@@ -152,7 +169,9 @@ def group_results(model: str, outcomes: list[TaskOutcome]) -> dict[str, dict]:
             groups.setdefault(o.task_obj.group, []).append(o)
     out = {}
     for group, members in groups.items():
-        metric_names = [m for m in members[0].task_obj.metric_names() if all(m in o.task_obj.metric_names() for o in members)]
+        metric_names = [
+            m for m in members[0].task_obj.metric_names() if all(m in o.task_obj.metric_names() for o in members)
+        ]
         per_metric, subjects, categories = {}, {}, {}
         for m in metric_names:
             per_member = {o.task: [s["metrics"][m] for s in o.samples] for o in members}
@@ -184,7 +203,9 @@ def _combined_version(versions: list[str]) -> str:
     return hashlib.sha256("".join(sorted(versions)).encode()).hexdigest()[:8]
 
 
-def run_task(model: LanguageModel, task: Task, spec: TaskSpec, rundir: RunDir, progress: Progress) -> tuple[list[dict], dict]:
+def run_task(
+    model: LanguageModel, task: Task, spec: TaskSpec, rundir: RunDir, progress: Progress
+) -> tuple[list[dict], dict]:
     """One whole task in this process, results written: (samples, results info). For scripts."""
     shard = Shard(model.name, task.name, 0, None, True)
     built = TaskSpec(spec.name, spec.mode, spec.options, spec.limit, lambda: task)

@@ -85,7 +85,15 @@ def scored_record(task: Task, doc: dict, doc_id: int, results: list) -> dict:
     return record
 
 
-def run_shard(model: LanguageModel, task: Task, spec: TaskSpec, shard: Shard, rundir: RunDir, progress: Progress, score: bool = True) -> dict:
+def run_shard(
+    model: LanguageModel,
+    task: Task,
+    spec: TaskSpec,
+    shard: Shard,
+    rundir: RunDir,
+    progress: Progress,
+    score: bool = True,
+) -> dict:
     """Answers the docs of the shard that the journal lacks; returns the shard's marker info."""
     t0 = time.perf_counter()
     docs, where = task.load()
@@ -142,7 +150,9 @@ def run_shard(model: LanguageModel, task: Task, spec: TaskSpec, shard: Shard, ru
     t_model = time.perf_counter() - t1
     progress.stop()
     if n_errors:
-        log.warning("%s: %d doc(s) got no answer from the model; recorded as errors, retried on resume", task.name, n_errors)
+        log.warning(
+            "%s: %d doc(s) got no answer from the model; recorded as errors, retried on resume", task.name, n_errors
+        )
     stats = model.stats
     return {
         "status": "done",
@@ -154,7 +164,11 @@ def run_shard(model: LanguageModel, task: Task, spec: TaskSpec, shard: Shard, ru
         "computed": len(todo),
         "reused": stop - shard.start - len(todo),
         "errors": n_errors,
-        "timing": {"load_data_s": round(t_load, 3), "build_requests_s": round(t_build, 3), "model_s": round(t_model, 3)},
+        "timing": {
+            "load_data_s": round(t_load, 3),
+            "build_requests_s": round(t_build, 3),
+            "model_s": round(t_model, 3),
+        },
         "tokens": {
             "forwarded": stats.forwarded - before.forwarded,
             "per_request_baseline": stats.naive - before.naive,
@@ -169,7 +183,13 @@ def run_shard(model: LanguageModel, task: Task, spec: TaskSpec, shard: Shard, ru
 
 
 def run_shard_safely(
-    model: LanguageModel, spec: TaskSpec, shard: Shard, rundir: RunDir, progress: Progress, score: bool = True, model_info: dict | None = None
+    model: LanguageModel,
+    spec: TaskSpec,
+    shard: Shard,
+    rundir: RunDir,
+    progress: Progress,
+    score: bool = True,
+    model_info: dict | None = None,
 ) -> dict:
     """run_shard, with the task's own errors (missing data, a scorer that raises) written to the
     marker as `failed`: retrying cannot fix them. A crash of the process leaves no marker."""
@@ -210,7 +230,11 @@ def run_worker(run_dir: str | Path, shard_ids: list[str]) -> int:
     cfg = validate(plan["config"], f"{rundir.root}/plan.json")
     set_data_dir(cfg.data_dir)
     # the pool's share of the CPU, or what Slurm allocated to the job (torch would take every core)
-    threads = os.environ.get("LMGAUGE_NUM_THREADS") or os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("SLURM_CPUS_ON_NODE")
+    threads = (
+        os.environ.get("LMGAUGE_NUM_THREADS")
+        or os.environ.get("SLURM_CPUS_PER_TASK")
+        or os.environ.get("SLURM_CPUS_ON_NODE")
+    )
     if threads:
         import torch
 
@@ -221,8 +245,14 @@ def run_worker(run_dir: str | Path, shard_ids: list[str]) -> int:
     if len(models) != 1:
         raise SystemExit(f"a worker runs the shards of one model, got {sorted(models)}")
     mcfg = next(m for m in cfg.models if m.name in models)
-    log.info("worker %d on %s: model %s, devices %s, shards %s", os.getpid(), platform.node(), mcfg.name,
-             os.environ.get("CUDA_VISIBLE_DEVICES", "-"), ", ".join(shard_ids))  # fmt: skip
+    log.info(
+        "worker %d on %s: model %s, devices %s, shards %s",
+        os.getpid(),
+        platform.node(),
+        mcfg.name,
+        os.environ.get("CUDA_VISIBLE_DEVICES", "-"),
+        ", ".join(shard_ids),
+    )
     try:
         model = build_model(mcfg)
     except (ModelError, OSError, ValueError) as e:
@@ -233,8 +263,16 @@ def run_worker(run_dir: str | Path, shard_ids: list[str]) -> int:
     described = False
     for shard in mine:
         t0 = time.perf_counter()
-        info = run_shard_safely(model, specs[shard.task], shard, rundir, Progress(), score, None if described else model.describe())
+        info = run_shard_safely(
+            model, specs[shard.task], shard, rundir, Progress(), score, None if described else model.describe()
+        )
         described = True
-        log.info("shard %s: %s in %.1f s (%s computed, %s reused)", shard.id, info["status"], time.perf_counter() - t0,
-                 info.get("computed", 0), info.get("reused", 0))  # fmt: skip
+        log.info(
+            "shard %s: %s in %.1f s (%s computed, %s reused)",
+            shard.id,
+            info["status"],
+            time.perf_counter() - t0,
+            info.get("computed", 0),
+            info.get("reused", 0),
+        )
     return 0

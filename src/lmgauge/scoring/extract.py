@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Sequence
+from collections.abc import Sequence
 
 INVALID = "[invalid]"  # lm-eval's fallback when a regex finds nothing
 
@@ -86,7 +86,11 @@ def choice_letter(text: str, letters: str = "ABCD", options: Sequence[str] | Non
         return m.group(1)
     if options:
         low = t.lower()
-        hits = [letters[i] for i, o in enumerate(options[: len(letters)]) if str(o).strip() and str(o).strip().lower() in low]
+        hits = [
+            letters[i]
+            for i, o in enumerate(options[: len(letters)])
+            if str(o).strip() and str(o).strip().lower() in low
+        ]
         if len(hits) == 1:
             return hits[0]
     # a lone capital letter, not the English article ("A cat") and not inside a word

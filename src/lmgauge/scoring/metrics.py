@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def argmax(values: Sequence[float]) -> int:
@@ -57,4 +57,3 @@ def weighted_perplexity(logprobs: Sequence[float], weights: Sequence[float]) -> 
 
 def bits_per_byte(logprobs: Sequence[float], n_bytes: Sequence[int]) -> float:
     return -sum(logprobs) / sum(n_bytes) / math.log(2)
-

@@ -71,8 +71,15 @@ FALLBACK_NAMESPACES = True
 
 # /etc is not bound whole (it may hold credentials); these are what a Python program may read.
 ETC_FILES = (
-    "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
-    "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/alternatives", "/etc/mime.types",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+    "/etc/alternatives",
+    "/etc/mime.types",
 )
 
 
@@ -277,16 +284,23 @@ def _find_bwrap() -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _interpreter_dirs(python: str) -> tuple[str, ...]:
     """Directories the interpreter needs to start and import the standard library (read-only)."""
     dirs = {os.path.dirname(os.path.abspath(python)), os.path.dirname(os.path.realpath(python))}
     try:
         out = subprocess.run(
-            [python, "-I", "-c",
-             "import sys, json; print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, "
-             "sys.base_exec_prefix]))"],
-            capture_output=True, text=True, timeout=30, env=_base_env("/"),
+            [
+                python,
+                "-I",
+                "-c",
+                "import sys, json; print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, "
+                "sys.base_exec_prefix]))",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=_base_env("/"),
         )
         dirs.update(json.loads(out.stdout))
     except (OSError, ValueError, subprocess.SubprocessError):
@@ -317,16 +331,22 @@ BWRAP_VARIANTS_USER = ("userns", "userns-nested-allowed")
 RUN_UID_RANGE = (1_000_000_000, 2_000_000_000)  # random per run; no such user exists
 
 
-def _bwrap_args(
-    bwrap: str, main_file: str | None, python: str, variant: str, work_dir_mb: int = 64
-) -> list[str]:
+def _bwrap_args(bwrap: str, main_file: str | None, python: str, variant: str, work_dir_mb: int = 64) -> list[str]:
     """The program's directory is a tmpfs of its own (a full disk is not its to cause), with the
     program file bound read-only into it; nothing it writes reaches the host."""
     args = [
         bwrap,
-        "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-        "--hostname", "sandbox",
-        "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--hostname",
+        "sandbox",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
     ]
     if variant == "drop-uid":
         args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
@@ -357,9 +377,22 @@ def _bwrap_args(
         args += ["--ro-bind", path, path]
         bound.append(path)
     args += [
-        "--proc", "/proc", "--dev", "/dev",
-        "--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp",
-        "--perms", "1777", "--size", str(work_dir_mb * 2**20), "--tmpfs", SANDBOX_DIR,
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--perms",
+        "1777",
+        "--size",
+        str(TMPFS_BYTES),
+        "--tmpfs",
+        "/tmp",
+        "--perms",
+        "1777",
+        "--size",
+        str(work_dir_mb * 2**20),
+        "--tmpfs",
+        SANDBOX_DIR,
     ]
     if main_file is not None:
         args += ["--ro-bind", main_file, f"{SANDBOX_DIR}/main.py"]
@@ -371,7 +404,7 @@ def _drop_uid_snippet(uid: int) -> str:
     return f"import os; os.setgroups([]); os.setgid({uid}); os.setuid({uid}); "
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _probe_bwrap(python: str) -> dict[str, Any]:
     """Can bwrap start this interpreter here, with the options run_program uses? Which variant?"""
     bwrap = _find_bwrap()
@@ -388,8 +421,14 @@ def _probe_bwrap(python: str) -> dict[str, Any]:
                 check = _drop_uid_snippet(uid) + check
             cmd = _bwrap_args(bwrap, None, python, variant) + ["--", python, "-I", "-S", "-c", check]
             try:
-                out = subprocess.run(cmd, capture_output=True, text=True, timeout=30,
-                                     env=_base_env(SANDBOX_DIR), stdin=subprocess.DEVNULL)
+                out = subprocess.run(
+                    cmd,
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                    env=_base_env(SANDBOX_DIR),
+                    stdin=subprocess.DEVNULL,
+                )
             except (OSError, subprocess.SubprocessError) as e:
                 reasons.append(f"{variant}: {e}")
                 continue
@@ -403,16 +442,27 @@ def _probe_bwrap(python: str) -> dict[str, Any]:
 def _bwrap_isolation(probe: dict[str, Any]) -> dict[str, Any]:
     variant = probe["variant"]
     return {
-        "tool": "bwrap", "version": probe["version"], "variant": variant,
-        "user_ns": variant != "drop-uid", "pid_ns": True, "net_ns": True, "mount_ns": True,
-        "ipc_ns": True, "uts_ns": True, "readonly_root": True,
-        "user": ("a random unprivileged uid per run, no capabilities" if variant == "drop-uid"
-                 else "uid 65534 in its own user namespace, no capabilities"),
+        "tool": "bwrap",
+        "version": probe["version"],
+        "variant": variant,
+        "user_ns": variant != "drop-uid",
+        "pid_ns": True,
+        "net_ns": True,
+        "mount_ns": True,
+        "ipc_ns": True,
+        "uts_ns": True,
+        "readonly_root": True,
+        "user": (
+            "a random unprivileged uid per run, no capabilities"
+            if variant == "drop-uid"
+            else "uid 65534 in its own user namespace, no capabilities"
+        ),
         "nested_userns_disabled": variant == "userns",
         # the kernel never applies RLIMIT_NPROC to uid 0, user namespace or not
         "nproc_enforced": variant == "drop-uid" or os.geteuid() != 0,
         "writable": [f"{SANDBOX_DIR} (tmpfs)", f"/tmp (tmpfs {TMPFS_BYTES // 2**20} MiB)"],
-        "clean_env": True, "new_session": True,
+        "clean_env": True,
+        "new_session": True,
     }
 
 
@@ -420,8 +470,14 @@ def isolation_available(python: str = sys.executable, mode: str = "auto") -> dic
     """What run_program will use on this machine (for run.json); limits come with each result."""
     if mode not in ISOLATION_MODES:
         raise ValueError(f"isolation must be one of {ISOLATION_MODES}, not {mode!r}")
-    fallback = {"tool": "rlimit", "readonly_root": False, "mount_ns": False, "clean_env": True,
-                "new_session": True, "nproc_enforced": os.geteuid() != 0}
+    fallback = {
+        "tool": "rlimit",
+        "readonly_root": False,
+        "mount_ns": False,
+        "clean_env": True,
+        "new_session": True,
+        "nproc_enforced": os.geteuid() != 0,
+    }
     if mode == "rlimit":
         return {**fallback, "reason": "forced"}
     probe = _probe_bwrap(python)
@@ -637,9 +693,15 @@ def run_program(
         result_path, out_path, err_path = root / "result", root / "stdout", root / "stderr"
         result_fd = os.open(result_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         config = {
-            "run_id": run_id, "token_fd": token_r, "result_fd": result_fd, "limits": limits.as_dict(),
-            "main": f"{inside_work}/main.py", "own_namespaces": not use_bwrap, "drop_to_uid": None,
-            "try_namespaces": FALLBACK_NAMESPACES, "harness_pid": os.getpid(),
+            "run_id": run_id,
+            "token_fd": token_r,
+            "result_fd": result_fd,
+            "limits": limits.as_dict(),
+            "main": f"{inside_work}/main.py",
+            "own_namespaces": not use_bwrap,
+            "drop_to_uid": None,
+            "try_namespaces": FALLBACK_NAMESPACES,
+            "harness_pid": os.getpid(),
         }
         if use_bwrap and probe["variant"] == "drop-uid":
             config["drop_to_uid"] = run_uid
@@ -652,9 +714,11 @@ def run_program(
         if use_bwrap:
             info_r, info_w = os.pipe()
             pass_fds.append(info_w)
-            cmd = (_bwrap_args(probe["path"], str(work / "main.py"), python, probe["variant"],
-                               work_dir_mb)
-                   + ["--info-fd", str(info_w), "--"] + cmd)
+            cmd = (
+                _bwrap_args(probe["path"], str(work / "main.py"), python, probe["variant"], work_dir_mb)
+                + ["--info-fd", str(info_w), "--"]
+                + cmd
+            )
         else:
             env["TMPDIR"] = str(work)
             env[MARKER_VAR] = marker  # type: ignore[assignment]
@@ -663,8 +727,14 @@ def run_program(
         try:
             with open(out_path, "wb") as out_f, open(err_path, "wb") as err_f:
                 proc = subprocess.Popen(
-                    cmd, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f, env=env,
-                    cwd=str(work), pass_fds=pass_fds, start_new_session=True,
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out_f,
+                    stderr=err_f,
+                    env=env,
+                    cwd=str(work),
+                    pass_fds=pass_fds,
+                    start_new_session=True,
                 )
         except OSError as e:
             proc = None
@@ -676,8 +746,9 @@ def run_program(
         if proc is None:
             if info_r >= 0:
                 os.close(info_r)
-            return ExecResult("error", None, time.monotonic() - start, "", "", iso,
-                              detail=f"could not start: {start_error}")
+            return ExecResult(
+                "error", None, time.monotonic() - start, "", "", iso, detail=f"could not start: {start_error}"
+            )
         init = None
         if info_r >= 0:
             init = _NamespaceInit(info_r, timeout_s)
@@ -693,11 +764,13 @@ def run_program(
 
         report, reached_end = _parse_result_file(result_path, token)
         if report is not None:
-            iso = {**iso, **{k: v for k, v in report.items() if k != "rlimits"},
-                   "rlimits": report.get("rlimits", {})}
+            iso = {**iso, **{k: v for k, v in report.items() if k != "rlimits"}, "rlimits": report.get("rlimits", {})}
             if not use_bwrap and not report.get("net_ns"):
-                iso["net_ns_reason"] = ("unshare(CLONE_NEWNET) not permitted here" if FALLBACK_NAMESPACES
-                                        else "namespaces switched off (FALLBACK_NAMESPACES)")
+                iso["net_ns_reason"] = (
+                    "unshare(CLONE_NEWNET) not permitted here"
+                    if FALLBACK_NAMESPACES
+                    else "namespaces switched off (FALLBACK_NAMESPACES)"
+                )
         stdout = _tail(out_path, OUTPUT_TAIL_CHARS)
         stderr = _tail(err_path, OUTPUT_TAIL_CHARS)
 

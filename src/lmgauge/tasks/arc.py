@@ -19,7 +19,9 @@ def arc_gold(doc: dict) -> int:
     return doc["choices"]["label"].index(doc["answerKey"])
 
 
-def make_arc(subset: str, split: str = "test", num_fewshot: int = 0, path: str | None = None, seed: int = 1234, **_) -> ChoiceTask:
+def make_arc(
+    subset: str, split: str = "test", num_fewshot: int = 0, path: str | None = None, seed: int = 1234, **_
+) -> ChoiceTask:
     name = "arc_easy" if subset == "ARC-Easy" else "arc_challenge"
     docs = DocSet(
         f"{name} {split}",
@@ -28,11 +30,20 @@ def make_arc(subset: str, split: str = "test", num_fewshot: int = 0, path: str |
         required=("question", "choices", "answerKey"),
     )
     return ChoiceTask(
-        name=name, docs=docs, prompt=arc_prompt, choices=arc_choices, gold=arc_gold,
-        num_fewshot=num_fewshot, shot_sampler="random", seed=seed, group="arc",
+        name=name,
+        docs=docs,
+        prompt=arc_prompt,
+        choices=arc_choices,
+        gold=arc_gold,
+        num_fewshot=num_fewshot,
+        shot_sampler="random",
+        seed=seed,
+        group="arc",
         extra_settings={"split": split},
-    )  # fmt: skip
+    )
 
 
 register("arc_easy", description="ARC-Easy, 0-shot, acc/acc_norm")(lambda **kw: make_arc("ARC-Easy", **kw))
-register("arc_challenge", description="ARC-Challenge, 0-shot, acc/acc_norm")(lambda **kw: make_arc("ARC-Challenge", **kw))
+register("arc_challenge", description="ARC-Challenge, 0-shot, acc/acc_norm")(
+    lambda **kw: make_arc("ARC-Challenge", **kw)
+)

@@ -7,8 +7,9 @@ import inspect
 import json
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from lmgauge.data import DataError, Source, locate
 from lmgauge.requests import LoglikelihoodRequest, RollingRequest
@@ -154,7 +155,9 @@ class ChoiceTask(Task):
             source = self.shots or self.docs
             shot_docs = docs if source is self.docs else source.load()[0]
             if len(shot_docs) < self.num_fewshot:
-                raise DataError(f"{self.name}: {self.num_fewshot} shots asked for, the few-shot split has {len(shot_docs)}")
+                raise DataError(
+                    f"{self.name}: {self.num_fewshot} shots asked for, the few-shot split has {len(shot_docs)}"
+                )
             self._shot_docs = shot_docs
         return docs, where
 

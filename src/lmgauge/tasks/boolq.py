@@ -12,7 +12,9 @@ def boolq_gold(doc: dict) -> int:
     return int(doc["label"]) if "label" in doc else int(bool(doc["answer"]))
 
 
-def make_boolq(split: str = "validation", num_fewshot: int = 0, path: str | None = None, seed: int = 1234, **_) -> ChoiceTask:
+def make_boolq(
+    split: str = "validation", num_fewshot: int = 0, path: str | None = None, seed: int = 1234, **_
+) -> ChoiceTask:
     docs = DocSet(
         f"boolq {split}",
         lambda: disk_candidates(f"boolq/none/{split}", ("super_glue", "boolq", split), path),
@@ -20,10 +22,17 @@ def make_boolq(split: str = "validation", num_fewshot: int = 0, path: str | None
         required=("passage", "question"),
     )
     return ChoiceTask(
-        name="boolq", docs=docs, prompt=lambda d: f"{d['passage']}\nQuestion: {d['question']}?\nAnswer:",
-        choices=lambda d: ["no", "yes"], gold=boolq_gold, num_fewshot=num_fewshot,
-        shot_sampler="random", seed=seed, acc_norm=False, extra_settings={"split": split},
-    )  # fmt: skip
+        name="boolq",
+        docs=docs,
+        prompt=lambda d: f"{d['passage']}\nQuestion: {d['question']}?\nAnswer:",
+        choices=lambda d: ["no", "yes"],
+        gold=boolq_gold,
+        num_fewshot=num_fewshot,
+        shot_sampler="random",
+        seed=seed,
+        acc_norm=False,
+        extra_settings={"split": split},
+    )
 
 
 register("boolq", description="BoolQ, 0-shot, acc")(make_boolq)

@@ -17,40 +17,69 @@ from lmgauge.tasks.registry import REGISTRY, register
 
 # subject -> (Chinese name, category), in the official subject_mapping.json order
 CEVAL_SUBJECTS = {
-    "computer_network": ("计算机网络", "stem"), "operating_system": ("操作系统", "stem"),
-    "computer_architecture": ("计算机组成", "stem"), "college_programming": ("大学编程", "stem"),
-    "college_physics": ("大学物理", "stem"), "college_chemistry": ("大学化学", "stem"),
-    "advanced_mathematics": ("高等数学", "stem"), "probability_and_statistics": ("概率统计", "stem"),
-    "discrete_mathematics": ("离散数学", "stem"), "electrical_engineer": ("注册电气工程师", "stem"),
-    "metrology_engineer": ("注册计量师", "stem"), "high_school_mathematics": ("高中数学", "stem"),
-    "high_school_physics": ("高中物理", "stem"), "high_school_chemistry": ("高中化学", "stem"),
-    "high_school_biology": ("高中生物", "stem"), "middle_school_mathematics": ("初中数学", "stem"),
-    "middle_school_biology": ("初中生物", "stem"), "middle_school_physics": ("初中物理", "stem"),
-    "middle_school_chemistry": ("初中化学", "stem"), "veterinary_medicine": ("兽医学", "stem"),
-    "college_economics": ("大学经济学", "social_science"), "business_administration": ("工商管理", "social_science"),
+    "computer_network": ("计算机网络", "stem"),
+    "operating_system": ("操作系统", "stem"),
+    "computer_architecture": ("计算机组成", "stem"),
+    "college_programming": ("大学编程", "stem"),
+    "college_physics": ("大学物理", "stem"),
+    "college_chemistry": ("大学化学", "stem"),
+    "advanced_mathematics": ("高等数学", "stem"),
+    "probability_and_statistics": ("概率统计", "stem"),
+    "discrete_mathematics": ("离散数学", "stem"),
+    "electrical_engineer": ("注册电气工程师", "stem"),
+    "metrology_engineer": ("注册计量师", "stem"),
+    "high_school_mathematics": ("高中数学", "stem"),
+    "high_school_physics": ("高中物理", "stem"),
+    "high_school_chemistry": ("高中化学", "stem"),
+    "high_school_biology": ("高中生物", "stem"),
+    "middle_school_mathematics": ("初中数学", "stem"),
+    "middle_school_biology": ("初中生物", "stem"),
+    "middle_school_physics": ("初中物理", "stem"),
+    "middle_school_chemistry": ("初中化学", "stem"),
+    "veterinary_medicine": ("兽医学", "stem"),
+    "college_economics": ("大学经济学", "social_science"),
+    "business_administration": ("工商管理", "social_science"),
     "marxism": ("马克思主义基本原理", "social_science"),
     "mao_zedong_thought": ("毛泽东思想和中国特色社会主义理论体系概论", "social_science"),
-    "education_science": ("教育学", "social_science"), "teacher_qualification": ("教师资格", "social_science"),
-    "high_school_politics": ("高中政治", "social_science"), "high_school_geography": ("高中地理", "social_science"),
-    "middle_school_politics": ("初中政治", "social_science"), "middle_school_geography": ("初中地理", "social_science"),
+    "education_science": ("教育学", "social_science"),
+    "teacher_qualification": ("教师资格", "social_science"),
+    "high_school_politics": ("高中政治", "social_science"),
+    "high_school_geography": ("高中地理", "social_science"),
+    "middle_school_politics": ("初中政治", "social_science"),
+    "middle_school_geography": ("初中地理", "social_science"),
     "modern_chinese_history": ("近代史纲要", "humanities"),
     "ideological_and_moral_cultivation": ("思想道德修养与法律基础", "humanities"),
-    "logic": ("逻辑学", "humanities"), "law": ("法学", "humanities"),
-    "chinese_language_and_literature": ("中国语言文学", "humanities"), "art_studies": ("艺术学", "humanities"),
-    "professional_tour_guide": ("导游资格", "humanities"), "legal_professional": ("法律职业资格", "humanities"),
-    "high_school_chinese": ("高中语文", "humanities"), "high_school_history": ("高中历史", "humanities"),
+    "logic": ("逻辑学", "humanities"),
+    "law": ("法学", "humanities"),
+    "chinese_language_and_literature": ("中国语言文学", "humanities"),
+    "art_studies": ("艺术学", "humanities"),
+    "professional_tour_guide": ("导游资格", "humanities"),
+    "legal_professional": ("法律职业资格", "humanities"),
+    "high_school_chinese": ("高中语文", "humanities"),
+    "high_school_history": ("高中历史", "humanities"),
     "middle_school_history": ("初中历史", "humanities"),
-    "civil_servant": ("公务员", "other"), "sports_science": ("体育学", "other"),
-    "plant_protection": ("植物保护", "other"), "basic_medicine": ("基础医学", "other"),
-    "clinical_medicine": ("临床医学", "other"), "urban_and_rural_planner": ("注册城乡规划师", "other"),
-    "accountant": ("注册会计师", "other"), "fire_engineer": ("注册消防工程师", "other"),
+    "civil_servant": ("公务员", "other"),
+    "sports_science": ("体育学", "other"),
+    "plant_protection": ("植物保护", "other"),
+    "basic_medicine": ("基础医学", "other"),
+    "clinical_medicine": ("临床医学", "other"),
+    "urban_and_rural_planner": ("注册城乡规划师", "other"),
+    "accountant": ("注册会计师", "other"),
+    "fire_engineer": ("注册消防工程师", "other"),
     "environmental_impact_assessment_engineer": ("环境影响评价工程师", "other"),
-    "tax_accountant": ("税务师", "other"), "physician": ("医师资格", "other"),
-}  # fmt: skip
+    "tax_accountant": ("税务师", "other"),
+    "physician": ("医师资格", "other"),
+}
 CEVAL_HARD = [
-    "advanced_mathematics", "discrete_mathematics", "probability_and_statistics", "college_chemistry",
-    "college_physics", "high_school_mathematics", "high_school_chemistry", "high_school_physics",
-]  # fmt: skip
+    "advanced_mathematics",
+    "discrete_mathematics",
+    "probability_and_statistics",
+    "college_chemistry",
+    "college_physics",
+    "high_school_mathematics",
+    "high_school_chemistry",
+    "high_school_physics",
+]
 COLUMNS = ("question", "A", "B", "C", "D", "answer")
 HINT = (
     "C-Eval is not packaged: download it from https://huggingface.co/datasets/ceval/ceval-exam (or the "
@@ -75,7 +104,9 @@ def ceval_docs(subject: str, split: str, path: str | None = None) -> DocSet:
     return DocSet(f"ceval {subject} {split}", candidates, HINT, convert, required=COLUMNS)
 
 
-def make_ceval(subject: str, mode: str = "ppl", num_fewshot: int = 5, path: str | None = None, split: str = "val", **options):
+def make_ceval(
+    subject: str, mode: str = "ppl", num_fewshot: int = 5, path: str | None = None, split: str = "val", **options
+):
     zh, category = CEVAL_SUBJECTS[subject]
     return exam_task(
         mode=mode,
@@ -95,9 +126,9 @@ def make_ceval(subject: str, mode: str = "ppl", num_fewshot: int = 5, path: str 
 
 
 for _subject in CEVAL_SUBJECTS:
-    register(f"ceval_{_subject}", family="ceval", modes=("ppl", "gen"), description="C-Eval 5-shot (val), lm-eval prompt")(
-        lambda _s=_subject, **kw: make_ceval(_s, **kw)
-    )
+    register(
+        f"ceval_{_subject}", family="ceval", modes=("ppl", "gen"), description="C-Eval 5-shot (val), lm-eval prompt"
+    )(lambda _s=_subject, **kw: make_ceval(_s, **kw))
 REGISTRY.add_group("ceval", [f"ceval_{s}" for s in CEVAL_SUBJECTS])
 REGISTRY.add_group("ceval_hard", [f"ceval_{s}" for s in CEVAL_HARD])
 for _cat in ("stem", "social_science", "humanities", "other"):

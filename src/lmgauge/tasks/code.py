@@ -8,9 +8,9 @@ unbiased estimator of Chen et al. (2021): 1 - C(n-c, k) / C(n, k).
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from dataclasses import dataclass
 from math import comb
-from typing import Callable
 from pathlib import Path
 
 from lmgauge.data import HubSource, JsonlDocsSource, data_roots
@@ -58,8 +58,15 @@ class CodeTask(GenerationTask):
             "correct": passed[0],
             "output": results[0].text,
             "program": programs[0],
-            "executions": [{"status": r.status, "detail": r.detail, "duration_s": round(r.duration_s, 3),
-                            "stderr": r.stderr[-500:]} for r in runs],  # fmt: skip
+            "executions": [
+                {
+                    "status": r.status,
+                    "detail": r.detail,
+                    "duration_s": round(r.duration_s, 3),
+                    "stderr": r.stderr[-500:],
+                }
+                for r in runs
+            ],
             "isolation": runs[0].isolation,
             "metrics": {f"pass@{k}": pass_at_k(n, c, k) for k in self.ks if k <= n},
             "finish_reason": results[0].finish_reason,
@@ -97,8 +104,12 @@ def humaneval_docs(path: str | None = None) -> DocSet:
     return DocSet("humaneval test", candidates, hint, required=("task_id", "prompt", "test", "entry_point"))
 
 
-@register("humaneval", family="humaneval", modes=("gen",), description="HumanEval pass@k in the sandbox, lm-eval prompt")
-def make_humaneval(path: str | None = None, strip_prompt: bool = False, ks: tuple[int, ...] = (1,), **options) -> CodeTask:
+@register(
+    "humaneval", family="humaneval", modes=("gen",), description="HumanEval pass@k in the sandbox, lm-eval prompt"
+)
+def make_humaneval(
+    path: str | None = None, strip_prompt: bool = False, ks: tuple[int, ...] = (1,), **options
+) -> CodeTask:
     # strip_prompt: llama-family tokenizers merge the prompt's trailing "\n    " with the code that
     # follows; stripping it lets the model write the indentation itself.
     prompt = (lambda d: d["prompt"].rstrip()) if strip_prompt else (lambda d: d["prompt"])
@@ -124,21 +135,37 @@ def make_humaneval(path: str | None = None, strip_prompt: bool = False, ks: tupl
 
 # lm-eval's mbpp few-shot examples (utils.list_fewshot_samples): task ids 2, 3, 4 of the prompt split
 MBPP_SHOTS = (
-    {"task_id": 2, "text": "Write a function to find the similar elements from the given two tuple lists.",
-     "code": "def similar_elements(test_tup1, test_tup2):\r\n  res = tuple(set(test_tup1) & set(test_tup2))\r\n  return (res) ",
-     "test_list": ["assert similar_elements((3, 4, 5, 6),(5, 7, 4, 10)) == (4, 5)",
-                   "assert similar_elements((1, 2, 3, 4),(5, 4, 3, 7)) == (3, 4)",
-                   "assert similar_elements((11, 12, 14, 13),(17, 15, 14, 13)) == (13, 14)"]},
-    {"task_id": 3, "text": "Write a python function to identify non-prime numbers.",
-     "code": "import math\r\ndef is_not_prime(n):\r\n    result = False\r\n    for i in range(2,int(math.sqrt(n)) + 1):\r\n        if n % i == 0:\r\n            result = True\r\n    return result",
-     "test_list": ["assert is_not_prime(2) == False", "assert is_not_prime(10) == True",
-                   "assert is_not_prime(35) == True"]},
-    {"task_id": 4, "text": "Write a function to find the largest integers from a given list of numbers using heap queue algorithm.",
-     "code": "import heapq as hq\r\ndef heap_queue_largest(nums,n):\r\n  largest_nums = hq.nlargest(n, nums)\r\n  return largest_nums",
-     "test_list": ["assert heap_queue_largest( [25, 35, 22, 85, 14, 65, 75, 22, 58],3)==[85, 75, 65] ",
-                   "assert heap_queue_largest( [25, 35, 22, 85, 14, 65, 75, 22, 58],2)==[85, 75] ",
-                   "assert heap_queue_largest( [25, 35, 22, 85, 14, 65, 75, 22, 58],5)==[85, 75, 65, 58, 35]"]},
-)  # fmt: skip
+    {
+        "task_id": 2,
+        "text": "Write a function to find the similar elements from the given two tuple lists.",
+        "code": "def similar_elements(test_tup1, test_tup2):\r\n  res = tuple(set(test_tup1) & set(test_tup2))\r\n  return (res) ",
+        "test_list": [
+            "assert similar_elements((3, 4, 5, 6),(5, 7, 4, 10)) == (4, 5)",
+            "assert similar_elements((1, 2, 3, 4),(5, 4, 3, 7)) == (3, 4)",
+            "assert similar_elements((11, 12, 14, 13),(17, 15, 14, 13)) == (13, 14)",
+        ],
+    },
+    {
+        "task_id": 3,
+        "text": "Write a python function to identify non-prime numbers.",
+        "code": "import math\r\ndef is_not_prime(n):\r\n    result = False\r\n    for i in range(2,int(math.sqrt(n)) + 1):\r\n        if n % i == 0:\r\n            result = True\r\n    return result",
+        "test_list": [
+            "assert is_not_prime(2) == False",
+            "assert is_not_prime(10) == True",
+            "assert is_not_prime(35) == True",
+        ],
+    },
+    {
+        "task_id": 4,
+        "text": "Write a function to find the largest integers from a given list of numbers using heap queue algorithm.",
+        "code": "import heapq as hq\r\ndef heap_queue_largest(nums,n):\r\n  largest_nums = hq.nlargest(n, nums)\r\n  return largest_nums",
+        "test_list": [
+            "assert heap_queue_largest( [25, 35, 22, 85, 14, 65, 75, 22, 58],3)==[85, 75, 65] ",
+            "assert heap_queue_largest( [25, 35, 22, 85, 14, 65, 75, 22, 58],2)==[85, 75] ",
+            "assert heap_queue_largest( [25, 35, 22, 85, 14, 65, 75, 22, 58],5)==[85, 75, 65, 58, 35]",
+        ],
+    },
+)
 
 
 def _mbpp_doc(row: dict) -> Doc:
@@ -167,8 +194,10 @@ def mbpp_docs(path: str | None = None) -> DocSet:
 
 def mbpp_prompt(doc: Doc) -> str:
     t = doc["test_list"]
-    return (f"You are an expert Python programmer, and here is your task: {doc['text']} Your code should pass "
-            f"these tests:\n\n{t[0]}\n{t[1]}\n{t[2]}\n[BEGIN]\n")  # fmt: skip
+    return (
+        f"You are an expert Python programmer, and here is your task: {doc['text']} Your code should pass "
+        f"these tests:\n\n{t[0]}\n{t[1]}\n{t[2]}\n[BEGIN]\n"
+    )
 
 
 @register("mbpp", family="mbpp", modes=("gen",), description="MBPP 3-shot pass@1 in the sandbox, lm-eval prompt")

@@ -10,7 +10,7 @@ can sit in one run directory.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from lmgauge.scoring.extract import choice_letter
 from lmgauge.tasks.base import ChoiceTask, Doc, DocSet, Task
@@ -26,7 +26,11 @@ def exam_prompt(question: str, options: list[str], answer_cue: str) -> str:
 def letter_scorer(options: Callable[[Doc], list[str]], gold: Callable[[Doc], int]):
     def score(doc: Doc, output: str) -> dict:
         letter = choice_letter(output, LETTERS, options(doc))
-        return {"extracted": {"letter": letter}, "pred": letter, "metrics": {"acc": float(letter == LETTERS[gold(doc)])}}
+        return {
+            "extracted": {"letter": letter},
+            "pred": letter,
+            "metrics": {"acc": float(letter == LETTERS[gold(doc)])},
+        }
 
     return score
 

@@ -10,8 +10,8 @@ each shot is a user turn and an assistant answer.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from lmgauge.data import DataError
 from lmgauge.requests import GenerateRequest
@@ -98,7 +98,8 @@ class GenerationTask(Task):
 
     def context(self, doc: Doc) -> str:
         block = "".join(
-            self.prompt(s) + self.target_delimiter + self._shot_answer(s) + self.fewshot_delimiter for s in self._shot_docs
+            self.prompt(s) + self.target_delimiter + self._shot_answer(s) + self.fewshot_delimiter
+            for s in self._shot_docs
         )
         return self.header + block + self.prompt(doc)
 
@@ -163,10 +164,15 @@ class GenerationTask(Task):
 
 # dataset options (config keys, OpenCompass names where they exist) -> GenerationTask fields
 GEN_OPTIONS = {
-    "max_out_len": "max_new_tokens", "min_out_len": "min_new_tokens", "chat": "chat",
-    "fewshot_as_multiturn": "fewshot_as_multiturn", "n_samples": "n_samples", "temperature": "temperature",
-    "top_p": "top_p", "seed": "seed",
-}  # fmt: skip
+    "max_out_len": "max_new_tokens",
+    "min_out_len": "min_new_tokens",
+    "chat": "chat",
+    "fewshot_as_multiturn": "fewshot_as_multiturn",
+    "n_samples": "n_samples",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "seed": "seed",
+}
 
 
 def gen_options(options: dict) -> dict:

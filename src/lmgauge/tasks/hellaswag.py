@@ -26,7 +26,9 @@ def hellaswag_doc(row: dict) -> dict:
     }
 
 
-def make_hellaswag(split: str = "validation", num_fewshot: int = 0, path: str | None = None, seed: int = 1234, **_) -> ChoiceTask:
+def make_hellaswag(
+    split: str = "validation", num_fewshot: int = 0, path: str | None = None, seed: int = 1234, **_
+) -> ChoiceTask:
     docs = DocSet(
         f"hellaswag {split}",
         lambda: disk_candidates(f"hellaswag/none/{split}", ("Rowan/hellaswag", None, split), path),
@@ -34,10 +36,16 @@ def make_hellaswag(split: str = "validation", num_fewshot: int = 0, path: str | 
         convert=hellaswag_doc,
     )
     return ChoiceTask(
-        name="hellaswag", docs=docs, prompt=lambda d: d["query"], choices=lambda d: d["choices"],
-        gold=lambda d: d["gold"], num_fewshot=num_fewshot, shot_sampler="random", seed=seed,
+        name="hellaswag",
+        docs=docs,
+        prompt=lambda d: d["query"],
+        choices=lambda d: d["choices"],
+        gold=lambda d: d["gold"],
+        num_fewshot=num_fewshot,
+        shot_sampler="random",
+        seed=seed,
         extra_settings={"split": split, "preprocess": preprocess},
-    )  # fmt: skip
+    )
 
 
 register("hellaswag", description="HellaSwag, 0-shot, acc/acc_norm")(make_hellaswag)

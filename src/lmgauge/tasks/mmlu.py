@@ -12,29 +12,64 @@ from lmgauge.tasks.sources import INSTALL_HINT, disk_candidates
 
 # subject -> category, as lm-evaluation-harness groups them (mmlu_stem, mmlu_humanities, ...)
 MMLU_SUBJECTS: dict[str, str] = {
-    "abstract_algebra": "stem", "anatomy": "stem", "astronomy": "stem",
-    "business_ethics": "other", "clinical_knowledge": "other", "college_biology": "stem",
-    "college_chemistry": "stem", "college_computer_science": "stem", "college_mathematics": "stem",
-    "college_medicine": "other", "college_physics": "stem", "computer_security": "stem",
-    "conceptual_physics": "stem", "econometrics": "social_sciences", "electrical_engineering": "stem",
-    "elementary_mathematics": "stem", "formal_logic": "humanities", "global_facts": "other",
-    "high_school_biology": "stem", "high_school_chemistry": "stem",
-    "high_school_computer_science": "stem", "high_school_european_history": "humanities",
-    "high_school_geography": "social_sciences", "high_school_government_and_politics": "social_sciences",
-    "high_school_macroeconomics": "social_sciences", "high_school_mathematics": "stem",
-    "high_school_microeconomics": "social_sciences", "high_school_physics": "stem",
-    "high_school_psychology": "social_sciences", "high_school_statistics": "stem",
-    "high_school_us_history": "humanities", "high_school_world_history": "humanities",
-    "human_aging": "other", "human_sexuality": "social_sciences", "international_law": "humanities",
-    "jurisprudence": "humanities", "logical_fallacies": "humanities", "machine_learning": "stem",
-    "management": "other", "marketing": "other", "medical_genetics": "other", "miscellaneous": "other",
-    "moral_disputes": "humanities", "moral_scenarios": "humanities", "nutrition": "other",
-    "philosophy": "humanities", "prehistory": "humanities", "professional_accounting": "other",
-    "professional_law": "humanities", "professional_medicine": "other",
-    "professional_psychology": "social_sciences", "public_relations": "social_sciences",
-    "security_studies": "social_sciences", "sociology": "social_sciences",
-    "us_foreign_policy": "social_sciences", "virology": "other", "world_religions": "humanities",
-}  # fmt: skip
+    "abstract_algebra": "stem",
+    "anatomy": "stem",
+    "astronomy": "stem",
+    "business_ethics": "other",
+    "clinical_knowledge": "other",
+    "college_biology": "stem",
+    "college_chemistry": "stem",
+    "college_computer_science": "stem",
+    "college_mathematics": "stem",
+    "college_medicine": "other",
+    "college_physics": "stem",
+    "computer_security": "stem",
+    "conceptual_physics": "stem",
+    "econometrics": "social_sciences",
+    "electrical_engineering": "stem",
+    "elementary_mathematics": "stem",
+    "formal_logic": "humanities",
+    "global_facts": "other",
+    "high_school_biology": "stem",
+    "high_school_chemistry": "stem",
+    "high_school_computer_science": "stem",
+    "high_school_european_history": "humanities",
+    "high_school_geography": "social_sciences",
+    "high_school_government_and_politics": "social_sciences",
+    "high_school_macroeconomics": "social_sciences",
+    "high_school_mathematics": "stem",
+    "high_school_microeconomics": "social_sciences",
+    "high_school_physics": "stem",
+    "high_school_psychology": "social_sciences",
+    "high_school_statistics": "stem",
+    "high_school_us_history": "humanities",
+    "high_school_world_history": "humanities",
+    "human_aging": "other",
+    "human_sexuality": "social_sciences",
+    "international_law": "humanities",
+    "jurisprudence": "humanities",
+    "logical_fallacies": "humanities",
+    "machine_learning": "stem",
+    "management": "other",
+    "marketing": "other",
+    "medical_genetics": "other",
+    "miscellaneous": "other",
+    "moral_disputes": "humanities",
+    "moral_scenarios": "humanities",
+    "nutrition": "other",
+    "philosophy": "humanities",
+    "prehistory": "humanities",
+    "professional_accounting": "other",
+    "professional_law": "humanities",
+    "professional_medicine": "other",
+    "professional_psychology": "social_sciences",
+    "public_relations": "social_sciences",
+    "security_studies": "social_sciences",
+    "sociology": "social_sciences",
+    "us_foreign_policy": "social_sciences",
+    "virology": "other",
+    "world_religions": "humanities",
+}
 
 CSV_SPLIT = {"test": "test", "dev": "dev", "validation": "val"}  # Hendrycks' folder names
 LETTERS = "ABCD"
@@ -87,15 +122,28 @@ def mmlu_gold(doc: dict) -> int:
     return doc["answer"]
 
 
-def make_mmlu(subject: str, mode: str = "ppl", num_fewshot: int = 5, path: str | None = None, seed: int = 1234, **options) -> Task:
+def make_mmlu(
+    subject: str, mode: str = "ppl", num_fewshot: int = 5, path: str | None = None, seed: int = 1234, **options
+) -> Task:
     header = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
     if mode == "gen":  # the same prompt; the letter read from what the model writes
         return exam_task(
-            mode="gen", name=f"mmlu_{subject}", group="mmlu", docs=mmlu_docs(subject, "test", path),
-            shots=mmlu_docs(subject, "dev", path), header=header, prompt=mmlu_prompt, options=lambda d: d["choices"],
-            gold=mmlu_gold, num_fewshot=num_fewshot, subject=subject, category=MMLU_SUBJECTS[subject], seed=seed,
-            gen_stop=("\n", "</s>"), **options,
-        )  # fmt: skip
+            mode="gen",
+            name=f"mmlu_{subject}",
+            group="mmlu",
+            docs=mmlu_docs(subject, "test", path),
+            shots=mmlu_docs(subject, "dev", path),
+            header=header,
+            prompt=mmlu_prompt,
+            options=lambda d: d["choices"],
+            gold=mmlu_gold,
+            num_fewshot=num_fewshot,
+            subject=subject,
+            category=MMLU_SUBJECTS[subject],
+            seed=seed,
+            gen_stop=("\n", "</s>"),
+            **options,
+        )
     return ChoiceTask(
         name=f"mmlu_{subject}",
         docs=mmlu_docs(subject, "test", path),
@@ -115,9 +163,9 @@ def make_mmlu(subject: str, mode: str = "ppl", num_fewshot: int = 5, path: str |
 
 
 for _subject in MMLU_SUBJECTS:
-    register(f"mmlu_{_subject}", family="mmlu", modes=("ppl", "gen"), description="MMLU 5-shot, lm-eval default prompt")(
-        lambda _s=_subject, **kw: make_mmlu(_s, **kw)
-    )
+    register(
+        f"mmlu_{_subject}", family="mmlu", modes=("ppl", "gen"), description="MMLU 5-shot, lm-eval default prompt"
+    )(lambda _s=_subject, **kw: make_mmlu(_s, **kw))
 REGISTRY.add_group("mmlu", [f"mmlu_{s}" for s in MMLU_SUBJECTS])
 for _cat in sorted(set(MMLU_SUBJECTS.values())):
     REGISTRY.add_group(f"mmlu_{_cat}", [f"mmlu_{s}" for s, c in MMLU_SUBJECTS.items() if c == _cat])

@@ -87,4 +87,3 @@ class PerplexityTask(Task):
             "byte_perplexity": {"value": weighted_perplexity(lps, nbytes), "stderr": nan, "n": len(samples)},
             "bits_per_byte": {"value": bits_per_byte(lps, nbytes), "stderr": nan, "n": len(samples)},
         }
-

@@ -7,7 +7,9 @@ from lmgauge.tasks.registry import register
 from lmgauge.tasks.sources import INSTALL_HINT, disk_candidates
 
 
-def make_piqa(split: str = "validation", num_fewshot: int = 0, path: str | None = None, seed: int = 1234, **_) -> ChoiceTask:
+def make_piqa(
+    split: str = "validation", num_fewshot: int = 0, path: str | None = None, seed: int = 1234, **_
+) -> ChoiceTask:
     docs = DocSet(
         f"piqa {split}",
         lambda: disk_candidates(f"piqa/plain_text/{split}", ("baber/piqa", None, split), path),
@@ -15,10 +17,16 @@ def make_piqa(split: str = "validation", num_fewshot: int = 0, path: str | None 
         required=("goal", "sol1", "sol2", "label"),
     )
     return ChoiceTask(
-        name="piqa", docs=docs, prompt=lambda d: f"Question: {d['goal']}\nAnswer:",
-        choices=lambda d: [d["sol1"], d["sol2"]], gold=lambda d: int(d["label"]),
-        num_fewshot=num_fewshot, shot_sampler="random", seed=seed, extra_settings={"split": split},
-    )  # fmt: skip
+        name="piqa",
+        docs=docs,
+        prompt=lambda d: f"Question: {d['goal']}\nAnswer:",
+        choices=lambda d: [d["sol1"], d["sol2"]],
+        gold=lambda d: int(d["label"]),
+        num_fewshot=num_fewshot,
+        shot_sampler="random",
+        seed=seed,
+        extra_settings={"split": split},
+    )
 
 
 register("piqa", description="PIQA, 0-shot, acc/acc_norm")(make_piqa)

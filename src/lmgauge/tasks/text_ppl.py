@@ -37,14 +37,20 @@ def wikitext_candidates(split: str, path: str | None) -> list:
     return out + [HubSource("wikitext", "wikitext-2-raw-v1", split)]
 
 
-def make_wikitext2(split: str = "test", path: str | None = None, style: str = "windows", seq_len: int = 2048, bs: int = 1, **_) -> PerplexityTask:
+def make_wikitext2(
+    split: str = "test", path: str | None = None, style: str = "windows", seq_len: int = 2048, bs: int = 1, **_
+) -> PerplexityTask:
     docs = DocSet(f"wikitext2 {split}", lambda: wikitext_candidates(split, path), WIKITEXT_HINT, required=("text",))
     return PerplexityTask(name="wikitext2", docs=docs, style=style, seq_len=seq_len, bs=bs)
 
 
-def make_text_ppl(path: str | None = None, column: str = "text", style: str = "rolling", seq_len: int = 2048, bs: int = 1, **_) -> PerplexityTask:
+def make_text_ppl(
+    path: str | None = None, column: str = "text", style: str = "rolling", seq_len: int = 2048, bs: int = 1, **_
+) -> PerplexityTask:
     if not path:
-        raise ValueError("task 'ppl' needs a path: a text file, a folder of text files, a parquet/jsonl file or a save_to_disk folder")
+        raise ValueError(
+            "task 'ppl' needs a path: a text file, a folder of text files, a parquet/jsonl file or a save_to_disk folder"
+        )
     docs = DocSet(
         f"text at {path}",
         lambda: [text_source(path)],

@@ -26,7 +26,9 @@ def triviaqa_docs(split: str, path: str | None) -> DocSet:
 
 
 @register("triviaqa", family="triviaqa", modes=("gen",), description="TriviaQA exact match, lm-eval prompt")
-def make_triviaqa(split: str = "validation", path: str | None = None, num_fewshot: int = 0, **options) -> GenerationTask:
+def make_triviaqa(
+    split: str = "validation", path: str | None = None, num_fewshot: int = 0, **options
+) -> GenerationTask:
     aliases = lambda d: d["aliases"]  # noqa: E731
     return GenerationTask(
         name="triviaqa",
@@ -34,7 +36,9 @@ def make_triviaqa(split: str = "validation", path: str | None = None, num_fewsho
         shots=triviaqa_docs("train", None) if num_fewshot else None,
         prompt=lambda d: f"Question: {d['question']}?\nAnswer:",
         target=aliases,
-        scorer=lm_eval_exact_match_scorer((("remove_whitespace", str.strip),), aliases, ignore_case=True, ignore_punctuation=True),
+        scorer=lm_eval_exact_match_scorer(
+            (("remove_whitespace", str.strip),), aliases, ignore_case=True, ignore_punctuation=True
+        ),
         metrics=("exact_match,remove_whitespace",),
         num_fewshot=num_fewshot,
         stop=("\n", ".", ","),

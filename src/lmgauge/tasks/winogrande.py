@@ -22,18 +22,30 @@ def winogrande_gold(doc: dict) -> int:
     return {"1": 0, "2": 1}[str(doc["answer"])]
 
 
-def make_winogrande(split: str = "validation", num_fewshot: int = 0, path: str | None = None, seed: int = 1234, **_) -> ContextChoiceTask:
+def make_winogrande(
+    split: str = "validation", num_fewshot: int = 0, path: str | None = None, seed: int = 1234, **_
+) -> ContextChoiceTask:
     docs = DocSet(
         f"winogrande {split}",
-        lambda: disk_candidates(f"winogrande/winogrande_xl/{split}", ("allenai/winogrande", "winogrande_xl", split), path),
+        lambda: disk_candidates(
+            f"winogrande/winogrande_xl/{split}", ("allenai/winogrande", "winogrande_xl", split), path
+        ),
         INSTALL_HINT,
         required=("sentence", "option1", "option2", "answer"),
     )
     return ContextChoiceTask(
-        name="winogrande", docs=docs, prompt=lambda d: "", choices=winogrande_contexts,
-        gold=winogrande_gold, contexts=winogrande_contexts, continuation=winogrande_continuation,
-        num_fewshot=num_fewshot, shot_sampler="random", seed=seed, extra_settings={"split": split},
-    )  # fmt: skip
+        name="winogrande",
+        docs=docs,
+        prompt=lambda d: "",
+        choices=winogrande_contexts,
+        gold=winogrande_gold,
+        contexts=winogrande_contexts,
+        continuation=winogrande_continuation,
+        num_fewshot=num_fewshot,
+        shot_sampler="random",
+        seed=seed,
+        extra_settings={"split": split},
+    )
 
 
 register("winogrande", description="Winogrande (xl), partial scoring, acc")(make_winogrande)

@@ -18,7 +18,9 @@ class Job:
 
     def __post_init__(self) -> None:
         if not self.log_name:
-            self.log_name = self.shards[0].id if len(self.shards) == 1 else f"{self.shards[0].id}+{len(self.shards) - 1}"
+            self.log_name = (
+                self.shards[0].id if len(self.shards) == 1 else f"{self.shards[0].id}+{len(self.shards) - 1}"
+            )
 
     @property
     def shard_ids(self) -> list[str]:

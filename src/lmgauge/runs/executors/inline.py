@@ -18,7 +18,15 @@ log = logging.getLogger(__name__)
 
 
 class InlineExecutor:
-    def __init__(self, rundir: RunDir, cfg: RunConfig, specs: list[TaskSpec], manifest: Manifest, progress: Progress, score: bool = True) -> None:
+    def __init__(
+        self,
+        rundir: RunDir,
+        cfg: RunConfig,
+        specs: list[TaskSpec],
+        manifest: Manifest,
+        progress: Progress,
+        score: bool = True,
+    ) -> None:
         self.rundir = rundir
         self.models = {m.name: m for m in cfg.models}
         self.specs = {s.name: s for s in specs}
@@ -45,9 +53,11 @@ class InlineExecutor:
                 self.progress.stop()
                 info = self.manifest.data["models"][mcfg.name]
                 info["tokens"] = {
-                    "forwarded": model.stats.forwarded, "per_request_baseline": model.stats.naive,
-                    "scored": model.stats.scored, "requests": model.stats.requests,
-                }  # fmt: skip
+                    "forwarded": model.stats.forwarded,
+                    "per_request_baseline": model.stats.naive,
+                    "scored": model.stats.scored,
+                    "requests": model.stats.requests,
+                }
                 info["peak_memory"] = peak_memory()
                 info["eval_s"] = round(time.perf_counter() - t0, 3)
                 self.manifest.save()

@@ -41,7 +41,9 @@ class _Running:
 
 
 class LocalPool:
-    def __init__(self, rundir: RunDir, max_workers: int, devices: list[str], retries: int = 2, on_job=None, poll_s: float = 0.2) -> None:
+    def __init__(
+        self, rundir: RunDir, max_workers: int, devices: list[str], retries: int = 2, on_job=None, poll_s: float = 0.2
+    ) -> None:
         self.rundir = rundir
         self.max_workers = max(1, max_workers)
         self.devices = devices
@@ -61,18 +63,36 @@ class LocalPool:
             env["OMP_NUM_THREADS"] = str(self.threads)
         path = logs / f"{job.log_name}.attempt{job.attempt}.log"
         with path.open("w", encoding="utf-8") as out:
-            proc = subprocess.Popen(worker_command(self.rundir, job.shard_ids), stdout=out, stderr=subprocess.STDOUT, env=env)
-        log.info("worker %d started: %s, %d shard(s), %s", proc.pid, job.model, len(job.shards),
-                 f"devices {','.join(devices)}" if self.devices else f"{self.threads} CPU thread(s)")  # fmt: skip
-        self.on_job(job, {"pid": proc.pid, "attempt": job.attempt, "devices": devices, "log": str(path.relative_to(self.rundir.root)),
-                                 "state": "RUNNING", "started": time.time()})  # fmt: skip
+            proc = subprocess.Popen(
+                worker_command(self.rundir, job.shard_ids), stdout=out, stderr=subprocess.STDOUT, env=env
+            )
+        log.info(
+            "worker %d started: %s, %d shard(s), %s",
+            proc.pid,
+            job.model,
+            len(job.shards),
+            f"devices {','.join(devices)}" if self.devices else f"{self.threads} CPU thread(s)",
+        )
+        self.on_job(
+            job,
+            {
+                "pid": proc.pid,
+                "attempt": job.attempt,
+                "devices": devices,
+                "log": str(path.relative_to(self.rundir.root)),
+                "state": "RUNNING",
+                "started": time.time(),
+            },
+        )
         return _Running(job, proc, devices, time.perf_counter())
 
     def run(self, jobs: list[Job]) -> None:
         queue = list(jobs)
         too_big = [j for j in queue if self.devices and j.num_devices > len(self.devices)]
         if too_big:
-            raise ValueError(f"model {too_big[0].model} needs {too_big[0].num_devices} devices per worker; this machine has {len(self.devices)}")
+            raise ValueError(
+                f"model {too_big[0].model} needs {too_big[0].num_devices} devices per worker; this machine has {len(self.devices)}"
+            )
         free = list(self.devices)
         running: list[_Running] = []
         try:
@@ -102,14 +122,34 @@ class LocalPool:
     def _finished(self, r: _Running, code: int, queue: list[Job]) -> None:
         left = unfinished(self.rundir, r.job)
         state = "COMPLETED" if code == 0 and not left else f"FAILED (exit {code})"
-        self.on_job(r.job, {"pid": r.proc.pid, "attempt": r.job.attempt, "state": state, "ended": time.time(),
-                             "wall_s": round(time.perf_counter() - r.started, 2)})  # fmt: skip
+        self.on_job(
+            r.job,
+            {
+                "pid": r.proc.pid,
+                "attempt": r.job.attempt,
+                "state": state,
+                "ended": time.time(),
+                "wall_s": round(time.perf_counter() - r.started, 2),
+            },
+        )
         if not left:
             return
         if r.job.attempt > self.retries:
-            log.error("worker for %s gave up after %d attempt(s): %d shard(s) unfinished, see logs/workers/", r.job.model, r.job.attempt, len(left))
+            log.error(
+                "worker for %s gave up after %d attempt(s): %d shard(s) unfinished, see logs/workers/",
+                r.job.model,
+                r.job.attempt,
+                len(left),
+            )
             return
-        log.warning("worker %d exited with %d leaving %d shard(s) unfinished: retry %d of %d", r.proc.pid, code, len(left), r.job.attempt, self.retries)
+        log.warning(
+            "worker %d exited with %d leaving %d shard(s) unfinished: retry %d of %d",
+            r.proc.pid,
+            code,
+            len(left),
+            r.job.attempt,
+            self.retries,
+        )
         queue.insert(0, Job(r.job.model, left, r.job.num_devices, r.job.attempt + 1))
 
     def _stop_all(self, running: list[_Running]) -> None:

@@ -23,7 +23,18 @@ from lmgauge.runs.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
-ENDED = {"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT"}
+ENDED = {
+    "COMPLETED",
+    "FAILED",
+    "TIMEOUT",
+    "CANCELLED",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "SPECIAL_EXIT",
+}
 FIELD = re.compile(r"(\w+)=(\S*)")
 
 
@@ -93,8 +104,20 @@ class SlurmExecutor:
 
     def sbatch_command(self, job: Job) -> list[str]:
         logs = self.rundir.root / "logs" / "slurm"
-        cmd = ["sbatch", "--parsable", "-J", f"lmgauge-{job.shards[0].task}"[:64], "-N", "1", "-n", "1",
-               "-o", str(logs / f"{job.log_name}.attempt{job.attempt}.%j.out"), "-D", os.getcwd()]  # fmt: skip
+        cmd = [
+            "sbatch",
+            "--parsable",
+            "-J",
+            f"lmgauge-{job.shards[0].task}"[:64],
+            "-N",
+            "1",
+            "-n",
+            "1",
+            "-o",
+            str(logs / f"{job.log_name}.attempt{job.attempt}.%j.out"),
+            "-D",
+            os.getcwd(),
+        ]
         if self.partition:
             cmd += ["-p", self.partition]
         if self.qos:
@@ -147,7 +170,19 @@ class SlurmExecutor:
         if not left:
             return
         if job.attempt > self.retries:
-            log.error("slurm job %s ended %s; gave up after %d attempt(s) on %s", job_id, state, job.attempt, ", ".join(s.id for s in left))
+            log.error(
+                "slurm job %s ended %s; gave up after %d attempt(s) on %s",
+                job_id,
+                state,
+                job.attempt,
+                ", ".join(s.id for s in left),
+            )
             return
-        log.warning("slurm job %s ended %s with its shard unfinished: resubmitting (retry %d of %d)", job_id, state, job.attempt, self.retries)
+        log.warning(
+            "slurm job %s ended %s with its shard unfinished: resubmitting (retry %d of %d)",
+            job_id,
+            state,
+            job.attempt,
+            self.retries,
+        )
         queue.insert(0, Job(job.model, left, job.num_devices, job.attempt + 1))
