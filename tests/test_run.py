@@ -201,3 +201,27 @@ def test_unanswered_requests_are_errors_not_wrong_answers(tmp_path, smollm2, mon
     result = json.loads((run / "results" / "smol" / "mmlu_astronomy.json").read_text())
     assert result["n"] == 2 and result["n_errors"] == 1 and result["metrics"]["acc"]["n"] == 2
     assert "errors (docs)" in (run / "summary.txt").read_text()
+
+
+def test_the_reader_reads_a_new_run_as_written(mmlu_run):
+    """A format-2 run through the public reader: the same numbers and lines as the files."""
+    from lmgauge.runs.reader import open_run
+    from lmgauge.runs.records import FORMAT, GroupResult, LoglikelihoodAnswer, TaskResult
+
+    _, root = mmlu_run
+    run = open_run(root)
+    assert run.format == FORMAT == 2 and run.manifest.status == "done"
+    assert run.models() == ["smol"]
+    tasks = ["mmlu_astronomy", "mmlu_marketing", "mmlu_high_school_us_history", "lambada_openai"]
+    assert run.tasks("smol") == tasks
+    for task in tasks:
+        lines = [json.loads(x) for x in (root / "samples" / "smol" / f"{task}.jsonl").read_text().splitlines()]
+        samples = list(run.samples("smol", task))
+        assert [s.to_json() for s in samples] == lines
+        assert all(isinstance(a, LoglikelihoodAnswer) for s in samples for a in s.answers)
+        res = run.result("smol", task)
+        raw = json.loads((root / "results" / "smol" / f"{task}.json").read_text())
+        assert isinstance(res, TaskResult) and res.format == 2 and res.to_json() == raw
+    group = run.results("smol")["mmlu"]
+    assert isinstance(group, GroupResult) and group.format == 2 and sorted(group.members) == sorted(tasks[:3])
+    assert all(m.status == "done" for m in (run.marker(s.id) for s in run.plan().shards) if m)

@@ -25,7 +25,7 @@ def summary_rows(rundir: RunDir) -> tuple[list[str], list[dict]]:
     models: list[str] = []
     rows: dict[tuple, dict] = {}
     member_of: dict[str, str] = {}  # task -> the group that reports it (lets the console fold families)
-    manifest = json.loads(rundir.manifest_path.read_text()) if rundir.manifest_path.exists() else {}
+    manifest = json.loads(rundir.manifest.read_text()) if rundir.manifest.exists() else {}
     for model, task, res in rundir.iter_results():
         if model not in models:
             models.append(model)

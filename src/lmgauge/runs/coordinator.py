@@ -20,6 +20,7 @@ from lmgauge.runs.executors import Job, lanes
 from lmgauge.runs.journal import TaskJournal
 from lmgauge.runs.manifest import Manifest
 from lmgauge.runs.plan import Shard, TaskSpec
+from lmgauge.runs.records import FORMAT
 from lmgauge.runs.rundir import RunDir, write_json_atomic
 from lmgauge.runs.runner import TaskOutcome, finalize_model
 from lmgauge.runs.worker import Progress, marker_path, read_marker
@@ -194,6 +195,7 @@ def execute(
 ) -> tuple[list[TaskOutcome], bool]:
     """Runs what the journal lacks and finalizes every task; (outcomes, interrupted)."""
     plan = {
+        "format": FORMAT,
         "config": cfg.model_dump(mode="json"),
         "mode": opts.mode,
         "max_partition_size": opts.max_partition_size,

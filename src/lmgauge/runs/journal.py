@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -28,12 +27,12 @@ from lmgauge.requests import (
     RollingRequest,
     RollingResult,
 )
-from lmgauge.runs.rundir import RunDir, dumps, safe_name, write_json_atomic
+from lmgauge.runs.layout import RunLayout
+from lmgauge.runs.rundir import dumps, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 RESULT_OF = {LoglikelihoodRequest: LoglikelihoodResult, RollingRequest: RollingResult, GenerateRequest: GenerateResult}
-SHARD_FILE = re.compile(r"\.shard-(\d+)-(\d+)\.jsonl$")
 
 
 def answers_of(results: list) -> list[dict]:
@@ -85,20 +84,17 @@ def read_lines(path: Path) -> tuple[list[tuple[dict, str]], int]:
 class TaskJournal:
     """Every journal file of one (model, task), read as one."""
 
-    def __init__(self, rundir: RunDir, model: str, task: str) -> None:
-        self.rundir = rundir
+    def __init__(self, layout: RunLayout, model: str, task: str) -> None:
+        self.layout = layout
         self.model = model
         self.task = task
-        self.main = rundir.samples_path(model, task)
+        self.main = layout.samples(model, task)
 
     def shard_path(self, start: int, stop: int, whole: bool) -> Path:
-        return self.main if whole else self.main.with_name(f"{safe_name(self.task)}.shard-{start:06d}-{stop:06d}.jsonl")
+        return self.main if whole else self.layout.shard_journal(self.model, self.task, start, stop)
 
     def files(self) -> list[Path]:
-        shards = sorted(
-            p for p in self.main.parent.glob(f"{safe_name(self.task)}.shard-*.jsonl") if SHARD_FILE.search(p.name)
-        )
-        return ([self.main] if self.main.exists() else []) + shards
+        return ([self.main] if self.main.exists() else []) + self.layout.shard_journals(self.model, self.task)
 
     def records(self) -> dict[int, tuple[dict, str]]:
         """doc_id -> (record, raw line): the first answer of a doc wins; an error only where no answer exists."""
@@ -114,7 +110,7 @@ class TaskJournal:
         return {d for d, (rec, _) in self.records().items() if is_answer(rec)}
 
     def key_path(self) -> Path:
-        return self.main.with_name(f"{safe_name(self.task)}.key.json")
+        return self.layout.journal_key(self.model, self.task)
 
     def check_key(self, key: dict) -> str | None:
         """Compare what shapes the answers (prompt version, model settings) with the journal's.
@@ -126,7 +122,7 @@ class TaskJournal:
             changed = [k for k in sorted(set(old) | set(key)) if old.get(k) != key.get(k)]
             if changed and self.files():
                 reason = ", ".join(f"{k} {old.get(k)!r} -> {key.get(k)!r}" for k in changed)
-                stale = self.main.parent / ".stale" / time.strftime("%Y%m%d_%H%M%S")
+                stale = self.layout.stale_dir(self.model, time.strftime("%Y%m%d_%H%M%S"))
                 stale.mkdir(parents=True, exist_ok=True)
                 for f in self.files():
                     os.replace(f, stale / f.name)

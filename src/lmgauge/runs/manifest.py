@@ -9,6 +9,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from lmgauge.runs.records import FORMAT
 from lmgauge.runs.rundir import RunDir
 
 PACKAGES = (
@@ -71,7 +72,7 @@ class Manifest:
     def __init__(self, rundir: RunDir, config: dict, argv: list[str] | None = None) -> None:
         self.rundir = rundir
         self.data = {
-            "format": 1,
+            "format": FORMAT,
             "run_id": rundir.root.name,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "finished": None,
@@ -98,7 +99,7 @@ class Manifest:
         except (OSError, ValueError):
             old = {}
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        fresh = {"format": 1, "run_id": rundir.root.name, "started": now, "models": {}, "tasks": {}, "timings": {}}
+        fresh = {"format": FORMAT, "run_id": rundir.root.name, "started": now, "models": {}, "tasks": {}, "timings": {}}
         self.data = {**fresh, **old}
         self.data.update(
             {

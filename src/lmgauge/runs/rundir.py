@@ -1,11 +1,6 @@
-"""The run directory: the contract between the runner, reports and outside tools (docs/run-directory.md).
+"""Writing a run directory: creating it, and JSON written so that a reader never sees half a file.
 
-outputs/<run-id>/
-  run.json                       manifest: config, task versions, package versions, git sha, timings
-  samples/<model>/<task>.jsonl   one line per doc, appended as its answers arrive
-  results/<model>/<task>.json    aggregated metrics (+ stderr, n), breakdowns for groups
-  summary.{txt,csv,md}
-  logs/
+Its paths are in layout.py, what its files hold in records.py, reading it in reader.py.
 """
 
 from __future__ import annotations
@@ -13,17 +8,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
 
-SAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+from lmgauge.runs.layout import RunLayout, safe_name
 
-
-def safe_name(name: str) -> str:
-    """A model or task name usable as a file name on every system."""
-    return SAFE.sub("_", name).strip("._") or "model"
+__all__ = ["RunDir", "dumps", "safe_name", "write_json_atomic"]
 
 
 def _json_default(o: Any):
@@ -56,9 +47,8 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-class RunDir:
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+class RunDir(RunLayout):
+    """A run directory this process writes to."""
 
     @classmethod
     def create(cls, work_dir: str | Path, run_id: str | None = None) -> RunDir:
@@ -76,59 +66,23 @@ class RunDir:
         while run_id is None and root.exists():  # two runs in the same second
             n += 1
             root = work / f"{rid}_{n}"
-        for sub in ("samples", "results", "logs"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
-        return cls(root)
-
-    def samples_path(self, model: str, task: str) -> Path:
-        return self.root / "samples" / safe_name(model) / f"{safe_name(task)}.jsonl"
-
-    def results_path(self, model: str, task: str) -> Path:
-        return self.root / "results" / safe_name(model) / f"{safe_name(task)}.json"
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.root / "run.json"
+        self = cls(root)
+        for sub in (self.samples_root, self.results_root, self.logs):
+            sub.mkdir(parents=True, exist_ok=True)
+        return self
 
     def write_manifest(self, manifest: dict) -> None:
-        write_json_atomic(self.manifest_path, manifest)
+        write_json_atomic(self.manifest, manifest)
 
     def read_manifest(self) -> dict:
-        return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        return json.loads(self.manifest.read_text(encoding="utf-8"))
 
     def write_results(self, model: str, task: str, results: dict) -> None:
-        write_json_atomic(self.results_path(model, task), results)
+        write_json_atomic(self.results(model, task), results)
 
     def iter_results(self):
         """(model dir name, task name, results dict) for every results file, sorted."""
-        base = self.root / "results"
+        base = self.results_root
         for model_dir in sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []:
             for f in sorted(model_dir.glob("*.json")):
                 yield model_dir.name, f.stem, json.loads(f.read_text(encoding="utf-8"))
-
-
-class SampleWriter:
-    """Appends one JSON line per finished doc and flushes it, so a crash loses nothing written."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._f = path.open("w", encoding="utf-8")
-
-    def write(self, record: dict) -> None:
-        self._f.write(dumps(record) + "\n")
-
-    def flush(self) -> None:
-        self._f.flush()
-        os.fsync(self._f.fileno())
-
-    def close(self) -> None:
-        if not self._f.closed:
-            self.flush()
-            self._f.close()
-
-    def __enter__(self) -> SampleWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -16,6 +16,7 @@ from lmgauge.models.base import LanguageModel
 from lmgauge.runs.journal import TaskJournal, is_answer, results_from
 from lmgauge.runs.manifest import Manifest
 from lmgauge.runs.plan import Shard, TaskSpec
+from lmgauge.runs.records import FORMAT
 from lmgauge.runs.rundir import RunDir
 from lmgauge.runs.worker import Progress, prompt_fields, read_marker, run_shard_safely, scored_record
 from lmgauge.scoring.aggregate import group_summary, metric_summary
@@ -104,6 +105,7 @@ def finalize_task(
         _done(manifest, model, spec.name, {"status": "failed", "error": msg})
         return TaskOutcome(spec.name, False, error=msg)
     info = {
+        "format": FORMAT,
         "task": task.name,
         "version": task.version,
         "model": model,
@@ -185,6 +187,7 @@ def group_results(model: str, outcomes: list[TaskOutcome]) -> dict[str, dict]:
             for cat, cat_members in sorted(by_cat.items()):
                 categories.setdefault(cat, {})[m] = group_summary(cat_members)
         out[group] = {
+            "format": FORMAT,
             "task": group,
             "is_group": True,
             "model": model,
@@ -215,4 +218,4 @@ def run_task(
     outcome = finalize_task(rundir, built, model.name, [shard], None)
     if not outcome.ok:
         raise RuntimeError(outcome.error)
-    return outcome.samples, json.loads(rundir.results_path(model.name, task.name).read_text(encoding="utf-8"))
+    return outcome.samples, json.loads(rundir.results(model.name, task.name).read_text(encoding="utf-8"))

@@ -21,6 +21,7 @@ from lmgauge.models.base import LanguageModel
 from lmgauge.requests import GenerateRequest, LoglikelihoodRequest, RollingRequest, TokenStats
 from lmgauge.runs.journal import JournalWriter, TaskJournal, answers_of
 from lmgauge.runs.plan import Shard, TaskSpec
+from lmgauge.runs.records import FORMAT
 from lmgauge.runs.rundir import RunDir, write_json_atomic
 from lmgauge.tasks.base import Task
 
@@ -155,6 +156,7 @@ def run_shard(
         )
     stats = model.stats
     return {
+        "format": FORMAT,
         "status": "done",
         "shard": shard.to_json(),
         "n_docs": len(docs),
@@ -200,7 +202,7 @@ def run_shard_safely(
         msg = f"{type(e).__name__}: {e}"
         log.error("%s | %s failed: %s", shard.model, shard.task, msg)
         log.debug("%s", traceback.format_exc())
-        info = {"status": "failed", "shard": shard.to_json(), "error": msg}
+        info = {"format": FORMAT, "status": "failed", "shard": shard.to_json(), "error": msg}
     if model_info is not None:
         info["model_info"] = model_info
     write_json_atomic(marker_path(rundir, shard.id), info)
@@ -210,7 +212,10 @@ def run_shard_safely(
 def fail_shards(rundir: RunDir, shards: list[Shard], error: str) -> None:
     """Markers for shards that cannot run at all (the model does not load): failed, not retried."""
     for shard in shards:
-        write_json_atomic(marker_path(rundir, shard.id), {"status": "failed", "shard": shard.to_json(), "error": error})
+        write_json_atomic(
+            marker_path(rundir, shard.id),
+            {"format": FORMAT, "status": "failed", "shard": shard.to_json(), "error": error},
+        )
 
 
 def run_worker(run_dir: str | Path, shard_ids: list[str]) -> int:
