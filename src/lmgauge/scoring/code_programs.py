@@ -1,7 +1,7 @@
 """Build the check programs that the sandbox runs for code benchmarks (HumanEval, MBPP).
 
 A program passes when it runs to its end: its asserts are the test. Only text is built here;
-nothing is executed (see scoring/sandbox.py for that).
+nothing is executed (see scoring/sandbox/ for that).
 """
 
 from __future__ import annotations
