@@ -34,6 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--bos", choices=["never", "always", "tokenizer"], help="prepend BOS to contexts (lm-eval: never)")
     run.add_argument("--trust-remote-code", action="store_true")
     run.add_argument("--debug", action="store_true", help="one process, debug logs on the console")
+    run.add_argument(
+        "--allow-weak-sandbox",
+        action="store_true",
+        help="without bubblewrap, run code tasks' programs under the weaker rlimit fallback (docs/sandbox.md)",
+    )
     api = run.add_argument_group("a model served over HTTP (docs/api-backends.md)")
     api.add_argument(
         "--api-url",
@@ -184,6 +189,8 @@ def _raw_config(args) -> dict:
     for key in ("limit", "num_fewshot", "seed", "work_dir", "data_dir"):
         if getattr(args, key) is not None:
             data[key] = getattr(args, key)
+    if args.allow_weak_sandbox:
+        data["allow_weak_sandbox"] = True
     return data
 
 
@@ -204,6 +211,8 @@ def cmd_run(args) -> int:
     from lmgauge.runs.manifest import Manifest
     from lmgauge.runs.plan import plan_shards, plan_tasks
     from lmgauge.runs.rundir import RunDir
+    from lmgauge.scoring.sandbox import SandboxUnavailable
+    from lmgauge.tasks.code import prepare_sandbox
     from lmgauge.tasks.registry import UnknownTask
 
     _setup_logging(args.debug)
@@ -234,6 +243,9 @@ def cmd_run(args) -> int:
         )
         set_data_dir(cfg.data_dir)
         specs = plan_tasks(cfg)
+        # code tasks' programs run where shards are scored: here, or in Slurm jobs that check their node
+        here = args.mode == "eval" or (args.mode == "all" and not args.slurm)
+        prepare_sandbox([s.build() for s in specs] if here else [], cfg.allow_weak_sandbox)
         if args.mode != "eval":
             for m in cfg.models:
                 if m.backend == "hf" and not Path(m.path).expanduser().exists():
@@ -242,7 +254,7 @@ def cmd_run(args) -> int:
                     )
         estimate = args.dry_run or bool(args.max_partition_size) or opts.executor != "inline"
         shards = plan_shards(cfg, specs, args.max_partition_size, estimate=estimate)
-    except (ConfigError, UnknownTask, FileNotFoundError, ValueError) as e:
+    except (ConfigError, UnknownTask, FileNotFoundError, ValueError, SandboxUnavailable) as e:
         log.error("%s", e)
         return 2
     if args.dry_run:

@@ -194,6 +194,7 @@ class RunConfig(BaseModel):
     limit: int | None = Field(default=None, gt=0)
     num_fewshot: int | None = Field(default=None, ge=0)
     seed: int = 1234
+    allow_weak_sandbox: bool = False  # code tasks may run programs under the rlimit fallback without bwrap
 
     @field_validator("datasets", mode="before")
     @classmethod
@@ -244,7 +245,7 @@ def read_config_file(path: str | Path) -> dict:
             ns = runpy.run_path(str(p))
         except Exception as e:
             raise ConfigError(f"{p}: error while executing the config: {type(e).__name__}: {e}") from e
-        keys = ("models", "datasets", "work_dir", "data_dir", "limit", "num_fewshot", "seed")
+        keys = ("models", "datasets", "work_dir", "data_dir", "limit", "num_fewshot", "seed", "allow_weak_sandbox")
         return {k: ns[k] for k in keys if k in ns}
     if p.suffix in (".yaml", ".yml"):
         import yaml

@@ -46,6 +46,8 @@ def summary_rows(rundir: RunDir) -> tuple[list[str], list[dict]]:
             rows.setdefault(key, {})[model] = agg["value"]
         if res.get("n_errors"):  # docs the model never answered: counted, never scored as wrong
             rows.setdefault((task, res["version"], "errors (docs)", mode), {})[model] = res["n_errors"]
+        if res.get("sandbox", {}).get("weak"):  # programs that ran under the rlimit fallback, not bwrap
+            rows.setdefault((task, res["version"], "weak sandbox (programs)", mode), {})[model] = res["sandbox"]["weak"]
     for model, tasks in manifest.get("tasks", {}).items():
         for task, info in tasks.items():
             if info.get("status") == "failed":

@@ -126,6 +126,7 @@ def finalize_task(
     }
     if len(shards) > 1:
         info["shards"] = len(shards)
+    info.update(task.result_extras(samples))
     rundir.write_results(model, task.name, info)
     _done(
         manifest,

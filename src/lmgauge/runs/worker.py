@@ -225,6 +225,8 @@ def run_worker(run_dir: str | Path, shard_ids: list[str]) -> int:
     from lmgauge.data.sources import set_data_dir
     from lmgauge.models import ModelError, build_model
     from lmgauge.runs.plan import plan_tasks
+    from lmgauge.scoring.sandbox import SandboxUnavailable
+    from lmgauge.tasks.code import prepare_sandbox
 
     rundir = RunDir(Path(run_dir))
     plan = json.loads((rundir.root / "plan.json").read_text(encoding="utf-8"))
@@ -245,11 +247,18 @@ def run_worker(run_dir: str | Path, shard_ids: list[str]) -> int:
 
         torch.set_num_threads(int(threads))
     specs = {s.name: s for s in plan_tasks(cfg)}
+    score = plan.get("mode", "all") != "infer"
     mine = [shards[i] for i in shard_ids]
     models = {s.model for s in mine}
     if len(models) != 1:
         raise SystemExit(f"a worker runs the shards of one model, got {sorted(models)}")
     mcfg = next(m for m in cfg.models if m.name in models)
+    try:  # a node without bwrap refuses before the model loads, as the coordinator did
+        prepare_sandbox([specs[s.task].build() for s in mine] if score else [], cfg.allow_weak_sandbox)
+    except SandboxUnavailable as e:
+        log.error("%s", e)
+        fail_shards(rundir, mine, f"{type(e).__name__}: {e}")
+        return 1
     log.info(
         "worker %d on %s: model %s, devices %s, shards %s",
         os.getpid(),
@@ -264,7 +273,6 @@ def run_worker(run_dir: str | Path, shard_ids: list[str]) -> int:
         log.error("model %s: %s", mcfg.name, e)
         fail_shards(rundir, mine, f"model {mcfg.name}: {e}")
         return 1
-    score = plan.get("mode", "all") != "infer"
     described = False
     for shard in mine:
         t0 = time.perf_counter()

@@ -103,6 +103,10 @@ class Task(ABC):
 
         return {m: metric_summary([float(s["metrics"][m]) for s in samples]) for m in self.metric_names()}
 
+    def result_extras(self, samples: list[dict]) -> dict:
+        """Task-specific entries of its results file besides the metrics (code tasks: `sandbox`)."""
+        return {}
+
 
 @dataclass
 class ChoiceTask(Task):

@@ -8,18 +8,30 @@ unbiased estimator of Chen et al. (2021): 1 - C(n-c, k) / C(n, k).
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from math import comb
 from pathlib import Path
+from typing import Any
 
 from lmgauge.data import HubSource, JsonlDocsSource, data_roots
 from lmgauge.scoring.aggregate import metric_summary
 from lmgauge.scoring.code_programs import humaneval_data_file, humaneval_program, mbpp_program
-from lmgauge.tasks.base import Doc, DocSet
+from lmgauge.scoring.sandbox import (
+    SandboxUnavailable,
+    allow_weak_isolation,
+    isolation_label,
+    require_isolation,
+    run_programs,
+)
+from lmgauge.tasks.base import Doc, DocSet, Task
 from lmgauge.tasks.generation import GenerationTask, gen_options
 from lmgauge.tasks.registry import register
 from lmgauge.tasks.sources import INSTALL_HINT, disk_candidates, oe_eval_docs
+
+log = logging.getLogger(__name__)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -45,8 +57,9 @@ class CodeTask(GenerationTask):
         return [f"pass@{k}" for k in self.ks if k <= self.n_samples]
 
     def score(self, doc: Doc, doc_id: int, results: list) -> dict:
-        from lmgauge.scoring.sandbox import run_programs
-
+        # Refused (not scored 0) where no sandbox may run them: e.g. a Slurm node without bwrap
+        # that prepare_sandbox did not see. Workers check before any model work.
+        require_isolation()
         prompt = self.context(doc)
         programs = [self.program(doc, r.text, prompt) for r in results]
         runs = run_programs(programs, timeout_s=self.timeout_s, memory_mb=self.memory_mb)
@@ -64,10 +77,11 @@ class CodeTask(GenerationTask):
                     "detail": r.detail,
                     "duration_s": round(r.duration_s, 3),
                     "stderr": r.stderr[-500:],
+                    "isolation": isolation_label(r.isolation),
                 }
                 for r in runs
             ],
-            "isolation": runs[0].isolation,
+            "isolation": runs[0].isolation,  # all of it, for the first program
             "metrics": {f"pass@{k}": pass_at_k(n, c, k) for k in self.ks if k <= n},
             "finish_reason": results[0].finish_reason,
         }
@@ -77,6 +91,56 @@ class CodeTask(GenerationTask):
 
     def aggregate(self, samples: list[dict]) -> dict:
         return {m: metric_summary([float(s["metrics"][m]) for s in samples]) for m in self.metric_names()}
+
+    def result_extras(self, samples: list[dict]) -> dict:
+        """results/<model>/<task>.json's `sandbox`: how many programs ran under which isolation,
+        and how many under the weaker fallback; said on the console too (a warning if any)."""
+        summary = sandbox_summary(samples)
+        if summary["weak"]:
+            log.warning(
+                "%s: %d of %d programs ran under the weaker rlimit fallback (allow_weak_sandbox), not bwrap: %s",
+                self.name,
+                summary["weak"],
+                summary["programs"],
+                ", ".join(f"{n} {label}" for label, n in summary["isolation"].items()),
+            )
+        elif summary["programs"]:
+            log.info("%s: %d programs run under %s", self.name, summary["programs"], ", ".join(summary["isolation"]))
+        return {"sandbox": summary}
+
+
+def sandbox_summary(samples: list[dict]) -> dict[str, Any]:
+    """Programs per isolation label over every execution of every sample; `weak`: not bwrap."""
+    labels: Counter[str] = Counter()
+    for s in samples:
+        for e in s.get("executions", []):
+            labels[e.get("isolation") or isolation_label(s.get("isolation") or {})] += 1
+    weak = sum(n for label, n in labels.items() if not label.startswith("bwrap"))
+    return {"programs": sum(labels.values()), "isolation": dict(labels), "weak": weak}
+
+
+def prepare_sandbox(tasks: Iterable[Task], allow_weak: bool) -> dict[str, Any] | None:
+    """Before any model work: set this process's sandbox policy (the run's allow_weak_sandbox) and
+    say what isolation the code tasks among `tasks` will get; SandboxUnavailable, naming them and
+    what to do, where bwrap cannot start and the weaker fallback was not asked for."""
+    allow_weak_isolation(allow_weak)
+    names = sorted(t.name for t in tasks if isinstance(t, CodeTask))
+    if not names:
+        return None
+    try:
+        iso = require_isolation()
+    except SandboxUnavailable as e:
+        raise SandboxUnavailable(f"{', '.join(names)} run model-written programs, and {e}") from None
+    if iso["tool"] == "bwrap":
+        log.info("%s: programs will run under %s", ", ".join(names), isolation_label(iso))
+    else:
+        log.warning(
+            "%s: programs will run under the weaker rlimit fallback, as allow_weak_sandbox asks (%s): %s",
+            ", ".join(names),
+            iso["reason"],
+            iso["weaker"],
+        )
+    return iso
 
 
 def _no_scorer(doc: Doc, output: str) -> dict:  # code tasks score by execution (CodeTask.score)
@@ -125,9 +189,8 @@ def make_humaneval(
         program=lambda doc, completion, sent: humaneval_program({**doc, "prompt": sent}, completion),
         ks=tuple(k for k in sorted({1, *ks, *((10,) if n >= 10 else ())}) if k <= n),
         stop=("\nclass", "\ndef", "\n#", "\nif", "\nprint"),
-        max_new_tokens=1024,
         extra_settings={"strip_prompt": strip_prompt},
-        **opts,
+        **{"max_new_tokens": 1024, **opts},  # lm-eval's 1024 unless the dataset sets max_out_len
     )
 
 
