@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="without bubblewrap, run code tasks' programs under the weaker rlimit fallback (docs/sandbox.md)",
     )
+    run.add_argument("--no-report", action="store_true", help="do not write report.html")
     api = run.add_argument_group("a model served over HTTP (docs/api-backends.md)")
     api.add_argument(
         "--api-url",
@@ -110,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     wk.add_argument("run_dir")
     wk.add_argument("shards", nargs="+", metavar="SHARD_ID")
+    from lmgauge.report.commands import add_parsers as add_report_parsers  # report, compare, export
+
+    add_report_parsers(sub)
     return p
 
 
@@ -282,6 +286,10 @@ def cmd_run(args) -> int:
     status = "interrupted" if interrupted else ("incomplete" if incomplete and args.mode != "infer" else "done")
     models, rows = write_summary(rundir)
     manifest.finish(status if not failed else f"{status} ({failed} task(s) failed)")
+    if args.mode != "infer" and not args.no_report:
+        from lmgauge.report.commands import write_run_report
+
+        write_run_report(rundir.root)
     if args.mode != "infer":
         print_summary(models, rows, where=str(Path(rundir.root) / "summary.txt"))
     log.info("wrote %s", rundir.root)
@@ -323,6 +331,8 @@ def cmd_summary(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if hasattr(args, "func"):  # subcommands that register themselves (report/commands.py)
+        return args.func(args)
     return {"run": cmd_run, "list": cmd_list, "summary": cmd_summary, "worker": cmd_worker}[args.command](args)
 
 

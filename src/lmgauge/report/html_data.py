@@ -1,0 +1,229 @@
+"""The data a report page shows, built from run directories only (one JSON-able dict).
+
+Numbers are computed here, in Python, and the page only displays them: per task each metric with its
+95% interval and n, group and category breakdowns, per-doc samples, perplexity and timing, and the
+comparison when two runs are given. Intervals: Wilson score interval for binary per-doc metrics
+(accuracy), value +/- 1.96 stderr otherwise; none where the run gives no stderr (corpus perplexity).
+
+Samples are made compact without losing what a person looks at: the raw `answers` are dropped when
+the line has its scored fields (they repeat them), the sandbox description is kept once per task,
+and the few-shot context every prompt of a task shares is stored once as the task's `prefix`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from lmgauge.report.compare import Comparison
+from lmgauge.report.load import LoadedRun
+from lmgauge.report.summary import summary_rows
+from lmgauge.runs.rundir import RunDir
+from lmgauge.scoring.paired import wilson_interval
+
+Z95 = 1.959963984540054
+PERPLEXITY_METRICS = ("perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte", "token_perplexity")
+# a shared context shorter than this is not worth splitting off the prompts
+MIN_PREFIX = 200
+
+
+def metric_interval(value: float | None, stderr: float | None, n: int | None, binary: bool) -> list[float] | None:
+    """95% interval of a task metric: Wilson for a proportion, normal from the stderr otherwise."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if binary and n:
+        return list(wilson_interval(round(value * n), n))
+    if stderr is None or (isinstance(stderr, float) and math.isnan(stderr)):
+        return None
+    return [value - Z95 * stderr, value + Z95 * stderr]
+
+
+def _binary_metrics(samples: list[dict[str, Any]]) -> set[str]:
+    seen: dict[str, bool] = {}
+    for s in samples:
+        for k, v in (s.get("metrics") or {}).items():
+            seen[k] = seen.get(k, True) and v in (0, 1)
+    return {k for k, b in seen.items() if b}
+
+
+def _metrics_of(result: dict[str, Any], binary: set[str]) -> list[dict[str, Any]]:
+    out = []
+    for name, m in (result.get("metrics") or {}).items():
+        value, stderr, n = m.get("value"), m.get("stderr"), m.get("n")
+        out.append(
+            {
+                "name": name,
+                "value": value,
+                "stderr": stderr,
+                "n": n,
+                "binary": name in binary,
+                "ci": metric_interval(value, stderr, n, name in binary),
+            }
+        )
+    return out
+
+
+def _group_metric(agg: dict[str, Any], binary: bool) -> dict[str, Any]:
+    out = {}
+    for kind in ("micro", "macro"):
+        m = agg.get(kind) or {}
+        out[kind] = {
+            "value": m.get("value"),
+            "stderr": m.get("stderr"),
+            "n": m.get("n"),
+            # a macro average is a mean of subject means, not a proportion: normal interval
+            "ci": metric_interval(m.get("value"), m.get("stderr"), m.get("n"), binary and kind == "micro"),
+        }
+    return out
+
+
+def _kind(result: dict[str, Any] | None, samples: list[dict[str, Any]]) -> str:
+    first = samples[0] if samples else {}
+    if "program" in first or "executions" in first:
+        return "code"
+    if "output" in first or str((result or {}).get("output_type", "")).startswith("generate"):
+        return "generate"
+    if "logprobs" in first:
+        return "choice"
+    if any(m in (result or {}).get("metrics", {}) for m in PERPLEXITY_METRICS):
+        return "perplexity"
+    return "other"
+
+
+def _common_prefix(texts: list[str]) -> str:
+    if len(texts) < 2:
+        return ""
+    lo, hi = min(texts), max(texts)  # the common prefix of all strings is that of the extremes
+    i = 0
+    while i < len(lo) and lo[i] == hi[i]:
+        i += 1
+    prefix = lo[:i]
+    # cut at a blank line so the displayed question starts cleanly
+    cut = prefix.rfind("\n\n")
+    prefix = prefix[: cut + 2] if cut >= 0 else prefix
+    return prefix if len(prefix) >= MIN_PREFIX else ""
+
+
+def compact_samples(samples: list[dict[str, Any]]) -> tuple[str, dict[str, Any] | None, list[dict[str, Any]]]:
+    """(shared prompt prefix, the task's sandbox description, compact samples)."""
+    prompts = [s["prompt"] for s in samples if isinstance(s.get("prompt"), str)]
+    prefix = _common_prefix(prompts)
+    isolation = None
+    out = []
+    for s in samples:
+        c = {k: v for k, v in s.items() if k not in ("answers", "isolation")}
+        if "answers" in s and not any(k in s for k in ("logprobs", "output", "metrics")):
+            c["answers"] = s["answers"]  # nothing else says what the model returned
+        if isolation is None and s.get("isolation"):
+            isolation = s["isolation"]
+        if prefix and isinstance(c.get("prompt"), str) and c["prompt"].startswith(prefix):
+            c["prompt"] = c["prompt"][len(prefix) :]
+            c["_prefixed"] = True
+        out.append(c)
+    return prefix, isolation, out
+
+
+def run_data(run: LoadedRun, key: str) -> dict[str, Any]:
+    """Everything the page shows about one run."""
+    manifest = run.manifest
+    models, rows = summary_rows(RunDir(run.root))
+    from lmgauge.report.summary import ROW_KEYS
+
+    tasks, groups = [], []
+    for model in run.models():
+        binary_of: dict[str, set[str]] = {}
+        for task in run.tasks(model):
+            result = run.result(model, task)
+            status = run.task_status(model, task)
+            samples = run.samples(model, task)
+            binary = binary_of[task] = _binary_metrics([s for s in samples if "metrics" in s])
+            prefix, isolation, compact = compact_samples(samples)
+            tasks.append(
+                {
+                    "model": model,
+                    "task": task,
+                    "kind": _kind(result, samples),
+                    "version": (result or {}).get("version") or status.get("version"),
+                    "status": status.get("status") or ("done" if result else "missing"),
+                    "error": status.get("error"),
+                    "n": (result or {}).get("n"),
+                    "n_errors": (result or {}).get("n_errors", 0),
+                    "group": (result or {}).get("group"),
+                    "subject": (result or {}).get("subject"),
+                    "category": (result or {}).get("category"),
+                    "data_source": (result or {}).get("data_source"),
+                    "limit": (result or {}).get("limit"),
+                    "metrics": _metrics_of(result or {}, binary),
+                    "timing": (result or {}).get("timing") or status.get("timing"),
+                    "tokens": (result or {}).get("tokens") or status.get("tokens"),
+                    "prefix": prefix,
+                    "isolation": isolation,
+                    "samples": compact,
+                }
+            )
+        for group, g in run.groups(model).items():
+            members = g.get("members", [])
+            binary = set.intersection(*(binary_of.get(m, set()) for m in members)) if members else set()
+            groups.append(
+                {
+                    "model": model,
+                    "group": group,
+                    "version": g.get("version"),
+                    "n": g.get("n"),
+                    "members": members,
+                    "metrics": {k: _group_metric(v, k in binary) for k, v in (g.get("metrics") or {}).items()},
+                    "subjects": {
+                        s: {
+                            k: {**v, "ci": metric_interval(v.get("value"), v.get("stderr"), v.get("n"), k in binary)}
+                            for k, v in ms.items()
+                        }
+                        for s, ms in (g.get("subjects") or {}).items()
+                    },
+                    "categories": {
+                        c: {k: _group_metric(v, k in binary) for k, v in ms.items()}
+                        for c, ms in (g.get("categories") or {}).items()
+                    },
+                }
+            )
+    return {
+        "key": key,
+        "id": run.run_id,
+        "root": str(run.root),
+        "status": manifest.get("status"),
+        "started": manifest.get("started"),
+        "finished": manifest.get("finished"),
+        "argv": manifest.get("argv"),
+        "git_sha": manifest.get("git_sha"),
+        "host": manifest.get("host"),
+        "timings": manifest.get("timings"),
+        "versions": manifest.get("versions"),
+        "models": manifest.get("models") or {m: {} for m in models},
+        "summary": {
+            "columns": list(ROW_KEYS) + models,
+            "rows": [[r[k] for k in ROW_KEYS] + [r.get(m) for m in models] for r in rows],
+            "member_of": [r.get("_member_of") for r in rows],
+        },
+        "tasks": tasks,
+        "groups": groups,
+        "compression": manifest.get("compression"),
+        "perf": manifest.get("perf"),
+    }
+
+
+def report_data(runs: list[LoadedRun], comparison: Comparison | None = None) -> dict[str, Any]:
+    from lmgauge import __version__
+
+    keys = [chr(ord("A") + i) for i in range(len(runs))]
+    cmp = comparison.to_dict() if comparison else None
+    if cmp:
+        for f in cmp["flipped"]:  # the samples are on the page already
+            f.pop("prompt_a", None)
+            f.pop("prompt_b", None)
+    return {
+        "title": "lmgauge report: " + " vs ".join(r.run_id for r in runs),
+        "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "lmgauge_version": __version__,
+        "runs": [run_data(r, k) for r, k in zip(runs, keys)],
+        "comparison": cmp,
+    }
