@@ -8,6 +8,7 @@ declare -A NEEDED=(
   [bwrap]=bubblewrap
   [slurmctld]=slurm-wlm
   [munged]=munge
+  [chromium]=chromium
 )
 missing=()
 for cmd in "${!NEEDED[@]}"; do
