@@ -319,7 +319,7 @@ def write_run(
         "tasks": {model: tasks},
         "versions": {"lmgauge": "0.1.0"},
         "git_sha": None,
-        "host": "test",
+        "host": {"hostname": "test"},
         "timings": {"total_s": 60.0},
         "executor": "inline",
     }

@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lmgauge.report.load import LoadedRun
-from lmgauge.runs.journal import is_answer
 from lmgauge.scoring.paired import DEFAULT_RESAMPLES, DEFAULT_SEED, PairedResult, compare_paired, is_binary
 
 # config keys that never change what a run computes
@@ -269,8 +268,8 @@ class _Joined:
 
 
 def _join(run_a: LoadedRun, run_b: LoadedRun, ma: str, mb: str, task: str, warnings: list[str]) -> _Joined:
-    a = {s["doc_id"]: s for s in run_a.samples(ma, task) if is_answer(s)}
-    b = {s["doc_id"]: s for s in run_b.samples(mb, task) if is_answer(s)}
+    a = {s["doc_id"]: s for s in run_a.answered(ma, task)}
+    b = {s["doc_id"]: s for s in run_b.answered(mb, task)}
     ids = sorted(set(a) & set(b))
     only_a, only_b = len(set(a) - set(b)), len(set(b) - set(a))
     if only_a or only_b:
