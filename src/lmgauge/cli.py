@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
         help="without bubblewrap, run code tasks' programs under the weaker rlimit fallback (docs/sandbox.md)",
     )
     run.add_argument("--no-report", action="store_true", help="do not write report.html")
+    from lmgauge.opencompass import cli_hooks
+
+    cli_hooks.add_arguments(run)
     api = run.add_argument_group("a model served over HTTP (docs/api-backends.md)")
     api.add_argument(
         "--api-url",
@@ -148,7 +151,9 @@ def _raw_config(args) -> dict:
     from lmgauge.config import read_config_file
     from lmgauge.defaults import DEFAULT_SUITE, default_model
 
-    data = read_config_file(args.config) if args.config else dict(getattr(args, "config_data", None) or {})
+    data = (
+        read_config_file(args.config, args.oc_root) if args.config else dict(getattr(args, "config_data", None) or {})
+    )
     models = list(data.get("models") or [])
     if args.hf_path:
         m = {"path": args.hf_path}
@@ -241,7 +246,9 @@ def cmd_run(args) -> int:
                 opts.max_partition_size = args.max_partition_size = previous_partition(rundir)
             if not (args.config or args.hf_path or args.datasets):  # `-r` alone: the run's own config
                 args.config_data = rundir.read_manifest()["config"]
-        raw = _raw_config(args)
+        from lmgauge.opencompass import cli_hooks
+
+        raw = cli_hooks.apply(_raw_config(args), args, opts)
         cfg = validate(
             raw, args.config or ("run.json of " + str(rundir.root) if rundir and not args.config else "command line")
         )

@@ -160,6 +160,7 @@ class DatasetConfig(BaseModel):
     top_p: float | None = Field(default=None, gt=0, le=1)
     train_path: str | None = None  # few-shot split file (gsm8k's train)
     strip_prompt: bool | None = None  # HumanEval: strip trailing whitespace of prompts
+    opencompass: dict | None = None  # an OpenCompass dataset entry, checked (lmgauge.opencompass)
 
     def task_options(self) -> dict:
         keys = (
@@ -235,12 +236,19 @@ def validate(data: dict, source: str = "config") -> RunConfig:
         raise ConfigError(_format_errors(e, source)) from None
 
 
-def read_config_file(path: str | Path) -> dict:
+def read_config_file(path: str | Path, oc_root: str | None = None) -> dict:
     """The raw dict of a .py or .yaml config (models, datasets, and optional run keys)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist")
     if p.suffix == ".py":
+        from lmgauge.opencompass.config_reader import is_opencompass_config, read_opencompass_config
+
+        if is_opencompass_config(p):  # imports mmengine / opencompass: read as OpenCompass does
+            try:
+                return read_opencompass_config(p, oc_root)
+            except (ValueError, FileNotFoundError) as e:
+                raise ConfigError(f"{p}: {e}") from e
         try:
             ns = runpy.run_path(str(p))
         except Exception as e:

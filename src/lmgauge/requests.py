@@ -34,7 +34,9 @@ class RollingRequest:
     style "rolling" (lm-eval): windows of `window` tokens (None: the model's length), each token
     predicted once with as much past as fits. style "disjoint" (GPTQ/llmc perplexity): the text,
     tokenized with the tokenizer's own special tokens, cut into non-overlapping windows of
-    `window` tokens, the remainder dropped; a window's first token is not predicted.
+    `window` tokens, the remainder dropped; a window's first token is not predicted. style "whole"
+    (OpenCompass' PPL): the text with the tokenizer's special tokens as one window (its last
+    `window` or max-length tokens), every token after the first predicted.
     """
 
     text: str

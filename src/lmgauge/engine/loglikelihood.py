@@ -160,6 +160,11 @@ def _document_windows(model: TokenModel, r: RollingRequest) -> tuple[list[Pair],
         n = len(toks) // r.window
         pairs = [(toks[k * r.window : k * r.window + 1], toks[k * r.window + 1 : (k + 1) * r.window]) for k in range(n)]
         return pairs, n * (r.window - 1)
+    if r.style == "whole":
+        # OpenCompass' PPL (HuggingFaceBaseModel.get_ppl): the text with the tokenizer's special
+        # tokens, truncated on the left to max_length, every token after the first predicted
+        toks = model.encode_document(r.text)[-(r.window or model.max_length) :]
+        return ([(toks[:1], toks[1:])], len(toks) - 1) if len(toks) > 1 else ([], 0)
     raise ValueError(f"unknown rolling style {r.style!r}")
 
 

