@@ -106,9 +106,14 @@ def resolve_cli(raw: dict, args) -> dict:
             datasets.append(name)
             continue
         path, entries = found
-        for e in datasets_entries(entries, prompt_models or _as_oc_models(raw["models"]), where=name):
-            e["opencompass"]["source"] = str(path)
-            datasets.append(e)
+        try:
+            checked = datasets_entries(entries, prompt_models or _as_oc_models(raw["models"]), where=name)
+        except UnsupportedConfig as e:
+            datasets.append(_lmgauge_instead(name, path, e))
+            continue
+        for entry in checked:
+            entry["opencompass"]["source"] = str(path)
+            datasets.append(entry)
     raw["datasets"] = datasets
     return raw
 
@@ -121,3 +126,21 @@ def _as_oc_models(models: list[dict]) -> list[dict]:
         }
         for m in models
     ]
+
+
+def _lmgauge_instead(name: str, path: Path, why: UnsupportedConfig) -> str:
+    """An OpenCompass config lmgauge cannot run: lmgauge's task of that name if there is one
+    (said on the console), else an error giving both reasons."""
+    import logging
+
+    from lmgauge.tasks.registry import UnknownTask, build, expand
+
+    try:
+        for task, mode in expand(name):
+            build(task, mode)
+    except (UnknownTask, KeyError) as e:
+        raise UnsupportedConfig(f"{name}: as OpenCompass config {path}: {why}; as an lmgauge task: {e}") from None
+    logging.getLogger(__name__).warning(
+        "%s: OpenCompass config %s cannot be run (%s); running lmgauge's task %s instead", name, path, why, name
+    )
+    return name
