@@ -109,6 +109,10 @@ def _parser() -> argparse.ArgumentParser:
     sm = sub.add_parser("summary", help="re-render the summary of a run directory")
     sm.add_argument("run_dir")
 
+    from lmgauge.perf.command import add_parser as add_perf_parser
+
+    add_perf_parser(sub)
+
     wk = sub.add_parser(
         "worker", help="(internal) run shards of a planned run; what pool processes and Slurm jobs call"
     )
