@@ -146,3 +146,19 @@ def test_a_job_slurm_has_forgotten_is_read_from_the_completion_file(slurm_cluste
         "StartTime=2026-12-01T22:38:12 EndTime=2026-12-01T22:39:40 NodeList=vm NodeCnt=1 ProcCnt=1\n"
     )
     assert job_states(["987654"], done) == {"987654": "TIMEOUT"}
+
+
+def test_a_node_without_bwrap_refuses_code_tasks_before_its_model_loads(slurm_cluster, tmp_path, tiny_llama_dir):
+    """Under --slurm the programs run on the nodes, so each job checks its own: here the jobs see
+    no bwrap (LMGAUGE_BWRAP reaches them through sbatch's exported environment)."""
+    cfg = tmp_path / "cfg.yaml"
+    model = {"path": str(tiny_llama_dir), "abbr": "tiny", "run_cfg": {"num_gpus": 0}}
+    cfg.write_text(json.dumps({"models": [model], "datasets": [{"name": "humaneval", "limit": 2, "max_out_len": 8}]}))
+    args = ["run", str(cfg), "-w", str(tmp_path / "w"), "--slurm"]
+    rc, out = runs_helpers.run(args, tmp_path, timeout=300, LMGAUGE_BWRAP="/nonexistent/bwrap")
+    assert rc == 1, out
+    rd = only_run(tmp_path / "w")
+    task = json.loads((rd / "run.json").read_text())["tasks"]["tiny"]["humaneval"]
+    assert task["status"] == "failed" and "SandboxUnavailable" in task["error"], task
+    assert "apt-get install bubblewrap" in task["error"] and "--allow-weak-sandbox" in task["error"]
+    assert journal_lines(rd, "tiny", "humaneval") == []  # nothing generated: refused before the model
