@@ -29,7 +29,7 @@ from system_tools import missing_tool
 
 pytestmark = pytest.mark.timeout(120)
 
-BWRAP = isolation_available(mode="allow-weak")
+BWRAP = isolation_available(mode="bwrap")
 MODES = ["bwrap", "rlimit"]
 
 
@@ -109,12 +109,16 @@ def test_missing_interpreter_is_an_error_not_a_failure() -> None:
 
 def test_isolation_available_describes_the_machine() -> None:
     info = isolation_available()
-    assert info["tool"] in ("bwrap", "rlimit")
+    assert info["tool"] in ("bwrap", "none")  # never the fallback unless asked for
     if info["tool"] == "bwrap":
         assert info["net_ns"] and info["pid_ns"] and info["readonly_root"]
+        assert isolation_available(mode="allow-weak") == info
     else:
-        assert info["reason"]
+        assert "apt-get install bubblewrap" in info["error"]
+        assert isolation_available(mode="allow-weak")["tool"] == "rlimit"
     assert isolation_available(mode="rlimit")["tool"] == "rlimit"
+    with pytest.raises(ValueError, match="isolation must be one of"):
+        isolation_available(mode="auto")
 
 
 def _assert_refusal_says_what_to_do(text: str, reason: str) -> None:
@@ -206,6 +210,7 @@ def test_infinite_loop_times_out(mode: str) -> None:
     assert processes_of_run(result.run_id) == []
 
 
+@needs_bwrap
 def test_cpu_limit_stops_a_busy_program_before_the_wall_clock() -> None:
     result = run_program("while True:\n    pass\n", timeout_s=20, cpu_s=1)
     assert result.status == "timeout" and result.detail == "CPU time limit"
@@ -223,6 +228,8 @@ FORK_BOMB = """
 
 
 def nproc_enforced(mode: str) -> bool:
+    if mode == "bwrap":
+        require_bwrap()
     return bool(isolation_available(mode=mode)["nproc_enforced"])
 
 
