@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from lmgauge.engine.batching import token_budget_batches
 from lmgauge.engine.prefix import prefix_groups
 from lmgauge.engine.protocol import TokenModel
+from lmgauge.engine.truncation import generation_room, keep_last
 from lmgauge.requests import GenerateRequest, GenerateResult, TokenStats
 
 
@@ -114,10 +115,11 @@ def generate_until(
     prompts: list[list[int]] = []
     truncated: list[int] = []
     for r in requests:
-        ids = model.bos_ids + model.encode(r.prompt)
-        room = max(1, model.max_length - r.max_new_tokens)
-        truncated.append(max(0, len(ids) - room))
-        prompts.append(ids[-room:])
+        ids, dropped = keep_last(
+            model.bos_ids + model.encode(r.prompt), generation_room(model.max_length, r.max_new_tokens)
+        )
+        truncated.append(dropped)
+        prompts.append(ids)
     results: list[GenerateResult | None] = [None] * len(requests)
 
     def finish(indices: list[int], outs: list[tuple[str, int, str]]) -> None:

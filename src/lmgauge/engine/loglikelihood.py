@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from lmgauge.engine.batching import token_budget_batches
 from lmgauge.engine.prefix import prefix_groups
 from lmgauge.engine.protocol import TokenModel
+from lmgauge.engine.truncation import scored_window
 from lmgauge.requests import (
     LoglikelihoodRequest,
     LoglikelihoodResult,
@@ -70,9 +71,8 @@ def score_pairs(
     for i, (ctx, cont) in enumerate(pairs):
         if not cont:
             raise ValueError(f"request {i}: the continuation encodes to no tokens")
-        full = ctx + cont
-        keep = full[-(model.max_length + 1) :]
-        truncated.append(len(full) - len(keep))
+        keep, dropped = scored_window(ctx, cont, model.max_length)
+        truncated.append(dropped)
         inp = keep[:-1]
         key = tuple(inp)
         r = row_of.get(key)

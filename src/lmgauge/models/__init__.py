@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
+
 from lmgauge.models.base import LanguageModel, ModelError
+
+# Models served over HTTP, by backend name: "module:class", a subclass of served.ServedModel.
+# A new one (SGLang's /generate, TensorRT-LLM's server) is its own module plus one line here.
+SERVED_BACKENDS = {
+    "openai": "lmgauge.models.openai_api:OpenAIModel",
+    "lightllm": "lmgauge.models.lightllm:LightLLMModel",
+}
 
 
 def build_model(cfg) -> LanguageModel:
@@ -26,12 +35,16 @@ def build_model(cfg) -> LanguageModel:
             model_kwargs=cfg.model_kwargs,
             tokenizer_kwargs=cfg.tokenizer_kwargs,
         )
-    if cfg.backend in ("openai", "lightllm"):  # a model served over HTTP
-        served = dict(
+    if cfg.backend in SERVED_BACKENDS:
+        module, cls = SERVED_BACKENDS[cfg.backend].split(":")
+        served = getattr(importlib.import_module(module), cls)
+        return served(
+            cfg.api_url,
             name=cfg.name,
             api_model=cfg.api_model,
             api_key_env=cfg.api_key_env,
             tokenizer_path=cfg.tokenizer_path,
+            chat=cfg.api_chat,
             stream=cfg.api_stream,
             concurrency=cfg.concurrency,
             timeout=cfg.timeout,
@@ -41,14 +54,7 @@ def build_model(cfg) -> LanguageModel:
             trust_remote_code=cfg.trust_remote_code,
             tokenizer_kwargs=cfg.tokenizer_kwargs,
         )
-        if cfg.backend == "lightllm":
-            from lmgauge.models.lightllm import LightLLMModel
-
-            return LightLLMModel(cfg.api_url, **served)
-        from lmgauge.models.openai_api import OpenAIModel
-
-        return OpenAIModel(cfg.api_url, chat=cfg.api_chat, **served)
     raise ModelError(f"unknown backend {cfg.backend!r}")
 
 
-__all__ = ["LanguageModel", "ModelError", "build_model"]
+__all__ = ["SERVED_BACKENDS", "LanguageModel", "ModelError", "build_model"]

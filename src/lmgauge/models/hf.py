@@ -8,11 +8,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from lmgauge import engine
 from lmgauge.models.base import ModelError, OnResult
 from lmgauge.models.hf_loading import dequantized_gguf_folder, pick_device, split_model_path, torch_dtype
+from lmgauge.models.tokenizer import BOS_POLICIES, DEFAULT_CONTEXT_LENGTH, ModelTokenizer, context_length
 from lmgauge.requests import (
     GenerateRequest,
     GenerateResult,
@@ -25,7 +26,6 @@ from lmgauge.requests import (
 
 log = logging.getLogger(__name__)
 
-BOS_POLICIES = ("never", "always", "tokenizer")
 # Caps on the memory-derived budget: on a CPU larger batches buy nothing but padding; on a GPU
 # past this the throughput is flat and a long first batch only delays the first results.
 CPU_TOKEN_BUDGET_CAP = 8192
@@ -67,18 +67,6 @@ def auto_token_budget(config, device: str, dtype_bytes: int, width: int = 2048) 
     return max(256, min(cap, int(free * MEMORY_SHARE / per_token)))
 
 
-def _config_max_length(config: Any, tokenizer: Any) -> int:
-    """The model's context length, looked up as lm-evaluation-harness does."""
-    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
-        value = getattr(config, attr, None)
-        if value:
-            return int(value)
-    tml = getattr(tokenizer, "model_max_length", None)
-    if tml and tml < 1_000_000:
-        return int(tml)
-    return 2048
-
-
 class HFModel:
     """Answers request kinds through `lmgauge.engine`; owns only loading and raw forwards."""
 
@@ -102,9 +90,9 @@ class HFModel:
         tokenizer_kwargs: dict | None = None,
     ) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
-        if bos not in BOS_POLICIES:
+        if bos not in BOS_POLICIES:  # before minutes of loading
             raise ModelError(f"bos policy {bos!r} is not one of {', '.join(BOS_POLICIES)}")
         t0 = time.perf_counter()
         folder, gguf = split_model_path(path, gguf_file)
@@ -112,16 +100,23 @@ class HFModel:
         self.device = pick_device(device)
         if gguf:
             folder = dequantized_gguf_folder(folder, gguf, "float32" if dtype == "auto" else dtype)
-        tok_src = tokenizer_path or folder
+        self.tokens = ModelTokenizer.load(
+            str(tokenizer_path or folder),
+            bos=bos,
+            trust_remote_code=trust_remote_code,
+            tokenizer_kwargs=tokenizer_kwargs,
+        )
+        self.tokenizer = self.tokens.tokenizer  # the transformers object (chat templates, the stand-in server)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(
-                tok_src, trust_remote_code=trust_remote_code, **(tokenizer_kwargs or {})
-            )
-            self.model = AutoModelForCausalLM.from_pretrained(
-                folder,
-                dtype=torch_dtype(dtype, self.device),
-                trust_remote_code=trust_remote_code,
-                **(model_kwargs or {}),
+            # Any: transformers' annotations type the model's `.to` as an unbound function
+            self.model: Any = cast(
+                Any,
+                AutoModelForCausalLM.from_pretrained(
+                    folder,
+                    dtype=torch_dtype(dtype, self.device),
+                    trust_remote_code=trust_remote_code,
+                    **(model_kwargs or {}),
+                ),
             )
         except OSError as e:
             raise ModelError(f"could not load model from {str(folder)!r}: {e}") from e
@@ -129,19 +124,13 @@ class HFModel:
         self.name = name or Path(path).stem
         self.load_seconds = time.perf_counter() - t0
 
-        tok = self.tokenizer
-        self.eos_token_id = tok.eos_token_id
-        self.prefix_token_id = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-        if self.prefix_token_id is None:
-            raise ModelError("tokenizer has neither a BOS nor an EOS token to stand for an empty context")
+        tok = self.tokens
+        self.eos_token_id, self.prefix_token_id, self.bos_ids = tok.eos_token_id, tok.prefix_token_id, tok.bos_ids
         self.bos_policy = bos
-        if bos == "always" or (bos == "tokenizer" and self._tokenizer_adds_bos()):
-            if tok.bos_token_id is None:
-                raise ModelError("bos='always' but the tokenizer has no BOS token")
-            self.bos_ids = [tok.bos_token_id]
-        else:
-            self.bos_ids = []
-        self.max_length = int(max_seq_len or _config_max_length(self.model.config, tok))
+        self.max_length = int(
+            max_seq_len or context_length(self.model.config, self.tokenizer) or DEFAULT_CONTEXT_LENGTH
+        )
+        tok.max_length = self.max_length
         self.batch_size = batch_size
         self.prefix_reuse = prefix_reuse  # off: every row forwarded whole (the plain path, for checking)
         self.chat_template = chat_template  # generation prompts go through the tokenizer's chat template
@@ -160,20 +149,16 @@ class HFModel:
             "cache" if "cache" in inspect.signature(self._decoder.forward).parameters else "past_key_values"
         )
 
-    def _tokenizer_adds_bos(self) -> bool:
-        ids = self.tokenizer("a").input_ids
-        return bool(ids) and ids[0] == self.tokenizer.bos_token_id
-
     # --- TokenModel, for the engine -------------------------------------------------------------
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False).input_ids
+        return self.tokens.encode(text)
 
     def encode_document(self, text: str) -> list[int]:
-        return self.tokenizer(text).input_ids
+        return self.tokens.encode_document(text)
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+        return self.tokens.decode(ids)
 
     def _logits(self, hidden):
         logits = self._head(hidden)

@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from lmgauge.models.base import ModelError
 
@@ -72,7 +73,7 @@ def dequantized_gguf_folder(folder: Path, gguf_file: str, dtype: str = "float32"
     torch_dtype = "float32" if dtype == "auto" else dtype
     try:
         tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch_dtype)
+        model: Any = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch_dtype)
     except Exception as e:  # transformers raises many kinds here
         raise ModelError(f"could not read gguf file {str(src)!r}: {e}") from e
     # The weights are plain tensors now; drop the gguf marker so they save as ordinary safetensors.

@@ -16,44 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
-from lmgauge.engine.generate import cut_at_stop
-from lmgauge.models.api_tokens import (
-    LocalTokenizer,
-    ScoredPrompt,
-    configured_context_length,
-    loglikelihood_prompt,
-    move_trailing_spaces,
-    rolling_prompts,
-)
 from lmgauge.models.base import ModelError, OnResult
-from lmgauge.models.http_client import (
-    BadAnswer,
-    RequestFailed,
-    RetryPolicy,
-    new_client,
-    read_api_key,
-    request_json,
-    run_all,
-    run_sync,
-    stream_json,
-)
-from lmgauge.models.openai_api import GEN_VARIANT_HINT, PROBE_TEXT
-from lmgauge.requests import (
-    GenerateRequest,
-    GenerateResult,
-    LoglikelihoodRequest,
-    LoglikelihoodResult,
-    RollingRequest,
-    RollingResult,
-    TokenStats,
-)
+from lmgauge.models.http_client import BadAnswer, RequestFailed, Session
+from lmgauge.models.served import PROBE_TEXT, Generated, ServedModel
+from lmgauge.models.served_prompts import ScoredPrompt, move_trailing_spaces
+from lmgauge.requests import GenerateRequest, LoglikelihoodRequest, LoglikelihoodResult
 
 log = logging.getLogger(__name__)
 
@@ -98,276 +69,136 @@ def _prompt_scores(answer: Any) -> tuple[list[int], list[float]]:
     return ids, values
 
 
-class LightLLMModel:
+class LightLLMModel(ServedModel):
     backend = "lightllm"
 
-    def __init__(
-        self,
-        api_url: str,
-        *,
-        name: str | None = None,
-        api_model: str | None = None,
-        api_key_env: str | None = None,
-        tokenizer_path: str | None = None,
-        stream: bool = False,
-        concurrency: int = 64,
-        timeout: float = 120.0,
-        retries: int = 5,
-        backoff: float = 0.5,
-        max_seq_len: int | None = None,
-        bos: str = "never",
-        trust_remote_code: bool = False,
-        tokenizer_kwargs: dict | None = None,
-    ) -> None:
-        t0 = time.perf_counter()
-        self.base_url = lightllm_base_url(api_url)
-        self.api_key_env = api_key_env
-        key = read_api_key(api_key_env)
-        self._headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.policy = RetryPolicy(retries=retries, backoff=backoff, timeout=timeout)
-        self.concurrency = concurrency
-        self.stream = stream
-        # lightllm does not say its limit; the model's own, less the generated token, as for openai
-        limit = configured_context_length(tokenizer_path) if tokenizer_path and not max_seq_len else None
-        self.max_length = max_seq_len or (limit - 2 if limit else None)
-        self.tokenizer = (
-            LocalTokenizer(
-                tokenizer_path,
-                bos=bos,
-                max_length=self.max_length,
-                trust_remote_code=trust_remote_code,
-                tokenizer_kwargs=tokenizer_kwargs,
-            )
-            if tokenizer_path
-            else None
-        )
-        self.name = name or api_model or urlsplit(self.base_url).netloc.replace(":", "_")
-        self._stats = TokenStats()
-        self.logprobs_problem = run_sync(self._probe())
-        if self.logprobs_problem:
-            log.warning("%s: log-likelihood unavailable: %s", self.name, self.logprobs_problem)
+    def __init__(self, api_url: str, **kwargs: Any) -> None:
         self._warned_greedy = False
-        self.load_seconds = time.perf_counter() - t0
+        self._context_lengths: dict[str, asyncio.Future] = {}  # text scoring: shared by a question's choices
+        super().__init__(api_url, **kwargs)
 
-    def _payload(
-        self, inputs: str | list[int], max_new_tokens: int, stop: Sequence[str] = (), r: GenerateRequest | None = None
-    ) -> dict:
+    @classmethod
+    def normalize_url(cls, url: str) -> str:
+        return lightllm_base_url(url)
+
+    def _payload(self, inputs: str | list[int], max_new_tokens: int, r: GenerateRequest | None = None) -> dict:
         params: dict[str, Any] = {"do_sample": False, "ignore_eos": False, "max_new_tokens": max_new_tokens}
-        if stop:
-            params["stop_sequences"] = list(stop)
+        if r is not None and r.stop:
+            params["stop_sequences"] = list(r.stop)
         if r is not None and r.temperature > 0:  # sampled generation (lightllm's SamplingParams names)
             params.update(do_sample=True, temperature=r.temperature, top_p=r.top_p)  # lightllm takes no seed
         if r is not None and r.min_new_tokens:
             params["min_new_tokens"] = r.min_new_tokens
         return {"inputs": inputs, "parameters": params}
 
-    async def _probe(self) -> str | None:
+    async def _prompt_logprobs(self, session: Session, inputs: str | list[int]) -> tuple[list[int], list[float]]:
+        size = len(inputs) if isinstance(inputs, list) else len(inputs) / 4
+        reply = await session.json("POST", f"{self.base_url}/generate", self._payload(inputs, 1), _prompt_scores, size)
+        return reply.value
+
+    async def probe(self, session: Session) -> str | None:
         inputs: str | list[int] = self.tokenizer.encode(PROBE_TEXT) if self.tokenizer else PROBE_TEXT
-        async with new_client(self._headers, 1) as client:
-            try:
-                ids, values = await request_json(
-                    client, "POST", f"{self.base_url}/generate", self.policy, self._payload(inputs, 1), _prompt_scores
-                )
-            except _NoPromptLogprobs as e:
-                return str(e)
-            except RequestFailed as e:
-                if e.status is None or e.status in (401, 403):
-                    raise ModelError(f"{self.base_url}/generate: no usable answer: {e}") from None
-                return f"the server refuses a one-token request: {e}"
-            except BadAnswer as e:
-                return str(e)
+        try:
+            ids, values = await self._prompt_logprobs(session, inputs)
+        except _NoPromptLogprobs as e:
+            return str(e)
+        except RequestFailed as e:
+            if e.status is None or e.status in (401, 403):
+                raise ModelError(f"{self.base_url}/generate: no usable answer: {e}") from None
+            return f"the server refuses a one-token request: {e}"
+        except BadAnswer as e:
+            return str(e)
         if any(v > 1e-4 for v in values):
             return f"the server's prompt_logprobs are not log-probabilities: {values[:5]}"
         return None
 
     def _require_logprobs(self) -> None:
-        if self.logprobs_problem:
-            raise ModelError(
-                f"log-likelihood is unavailable from {self.base_url}: {self.logprobs_problem}; {GEN_VARIANT_HINT}"
-            )
+        super()._require_logprobs()
         if not self._warned_greedy:
             self._warned_greedy = True
             log.warning("%s: lightllm returns no top tokens: is_greedy is reported False for every request", self.name)
 
     # --- log-likelihood ------------------------------------------------------------------------
 
-    async def _prompt_logprobs(
-        self, client: httpx.AsyncClient, inputs: str | list[int]
-    ) -> tuple[list[int], list[float]]:
-        ids, values = await request_json(
-            client, "POST", f"{self.base_url}/generate", self.policy, self._payload(inputs, 1), _prompt_scores
-        )
-        self._stats.forwarded += len(ids)
-        self._stats.naive += len(ids)
-        return ids, values
-
-    async def _score_ids(self, client: httpx.AsyncClient, p: ScoredPrompt) -> float:
-        ids, values = await self._prompt_logprobs(client, p.ids)
+    async def score_ids(self, session: Session, p: ScoredPrompt) -> tuple[float, bool]:
+        ids, values = await self._prompt_logprobs(session, p.ids)
         if ids != p.ids:
             raise RequestFailed(
                 f"the server scored other tokens than sent ({len(ids)} for {len(p.ids)}): is it truncating prompts?"
             )
-        self._stats.scored += p.n_scored
-        return float(sum(values[p.first - 1 :]))  # values[k-1] scores token k
+        return float(sum(values[p.first - 1 :])), False  # values[k-1] scores token k
+
+    async def _context_length(self, session: Session, context: str) -> int:
+        fut = self._context_lengths.get(context)
+        if fut is None:
+            fut = self._context_lengths[context] = asyncio.get_running_loop().create_future()
+            try:
+                ids, _ = await self._prompt_logprobs(session, context)
+                self.count_tokens(len(ids), 0)
+                fut.set_result(len(ids))
+            except Exception as e:
+                fut.set_exception(e)
+                self._context_lengths.pop(context, None)  # the next choice tries again
+        return await asyncio.shield(fut)
+
+    async def score_text(self, session: Session, r: LoglikelihoodRequest) -> LoglikelihoodResult:
+        # no tokenizer: lm-eval's split by the server's own tokens: whole[len(encode(context)):]
+        context, continuation = move_trailing_spaces(r.context, r.continuation)
+        if not context:
+            raise RequestFailed("an empty context can only be scored with a tokenizer (tokenizer_path)")
+        n_ctx = await self._context_length(session, context)
+        ids, values = await self._prompt_logprobs(session, context + continuation)
+        first = max(1, n_ctx)
+        if first >= len(ids):
+            raise RequestFailed("the continuation adds no tokens to the context's")
+        self.count_tokens(len(ids), len(ids) - first)
+        return LoglikelihoodResult(float(sum(values[first - 1 :])), False, len(ids) - first)
 
     def loglikelihood(
         self, requests: Sequence[LoglikelihoodRequest], on_result: OnResult | None = None
     ) -> list[LoglikelihoodResult]:
-        self._require_logprobs()
-        tok = self.tokenizer
-        prompts = [loglikelihood_prompt(tok, r.context, r.continuation) for r in requests] if tok else None
-        context_lengths: dict[str, asyncio.Future] = {}  # shared by a question's choices
-
-        async def context_length(client: httpx.AsyncClient, context: str) -> int:
-            fut = context_lengths.get(context)
-            if fut is None:
-                fut = context_lengths[context] = asyncio.get_running_loop().create_future()
-                try:
-                    fut.set_result(len((await self._prompt_logprobs(client, context))[0]))
-                except Exception as e:
-                    fut.set_exception(e)
-                    context_lengths.pop(context, None)  # the next choice tries again
-            return await asyncio.shield(fut)
-
-        async def answer(client: httpx.AsyncClient, i: int) -> LoglikelihoodResult:
-            if prompts is not None:
-                p = prompts[i]
-                return LoglikelihoodResult(await self._score_ids(client, p), False, p.n_scored, p.truncated)
-            # no tokenizer: lm-eval's split by the server's own tokens: whole[len(encode(context)):]
-            context, continuation = move_trailing_spaces(requests[i].context, requests[i].continuation)
-            if not context:
-                raise RequestFailed("an empty context can only be scored with a tokenizer (tokenizer_path)")
-            n_ctx = await context_length(client, context)
-            ids, values = await self._prompt_logprobs(client, context + continuation)
-            first = max(1, n_ctx)
-            if first >= len(ids):
-                raise RequestFailed("the continuation adds no tokens to the context's")
-            self._stats.scored += len(ids) - first
-            return LoglikelihoodResult(float(sum(values[first - 1 :])), False, len(ids) - first)
-
-        self._stats.requests += len(requests)
-        return run_all(
-            len(requests),
-            answer,
-            lambda i, msg: LoglikelihoodResult(0.0, False, error=msg),
-            on_result,
-            self._headers,
-            self.concurrency,
-        )
-
-    def loglikelihood_rolling(
-        self, requests: Sequence[RollingRequest], on_result: OnResult | None = None
-    ) -> list[RollingResult]:
-        self._require_logprobs()
-        if self.tokenizer is None:
-            raise ModelError(
-                "rolling log-likelihood (perplexity) over HTTP needs the model's tokenizer: give tokenizer_path (--api-tokenizer)"
-            )
-        windows = [rolling_prompts(self.tokenizer, r) for r in requests]
-
-        async def answer(client: httpx.AsyncClient, i: int) -> RollingResult:
-            prompts, n_tokens = windows[i]
-            total = 0.0
-            for p in prompts:
-                total += await self._score_ids(client, p)
-            return RollingResult(total, n_tokens, len(prompts))
-
-        self._stats.requests += len(requests)
-        return run_all(
-            len(requests),
-            answer,
-            lambda i, msg: RollingResult(0.0, 0, error=msg),
-            on_result,
-            self._headers,
-            self.concurrency,
-        )
+        try:
+            return super().loglikelihood(requests, on_result)
+        finally:
+            self._context_lengths.clear()  # futures belong to the event loop that made them
 
     # --- generation ----------------------------------------------------------------------------
 
-    def generate(self, requests: Sequence[GenerateRequest], on_result: OnResult | None = None) -> list[GenerateResult]:
-        def result(text: str, n: int, finish: str | None, r: GenerateRequest, truncated: int) -> GenerateResult:
-            text, hit = cut_at_stop(text, r.stop)
-            reason = "stop" if hit else ("length" if finish == "length" else "eos")
-            return GenerateResult(text, n, truncated, reason)
+    def generation_call(self, r: GenerateRequest, prompt: str | list[int] | None) -> tuple[str, dict]:
+        assert prompt is not None  # supports_chat is False: the base refuses chat requests first
+        route = "/generate_stream" if self.stream else "/generate"
+        return f"{self.base_url}{route}", self._payload(prompt, r.max_new_tokens, r)
 
-        async def answer(client: httpx.AsyncClient, i: int) -> GenerateResult:
-            r = requests[i]
-            truncated = 0
-            inputs: str | list[int] = r.prompt
-            if self.tokenizer is not None:
-                ids = self.tokenizer.bos_ids + self.tokenizer.encode(r.prompt)
-                if self.max_length:
-                    room = max(1, self.max_length - r.max_new_tokens)
-                    truncated, ids = max(0, len(ids) - room), ids[-room:]
-                inputs = ids
-            if r.chat:
-                raise RequestFailed("lightllm's /generate takes a plain prompt: chat requests need the openai backend")
-            body = self._payload(inputs, r.max_new_tokens, r.stop, r)
+    def parse_generation(self, answer: Any, r: GenerateRequest) -> Generated:
+        try:
+            texts = answer["generated_text"]
+            text = texts[0] if isinstance(texts, list) else texts
+        except (KeyError, TypeError, IndexError):
+            raise BadAnswer(f"no generated_text in {answer!r:.200}") from None
+        if not isinstance(text, str):
+            raise BadAnswer("generated_text is not text")
+        n = answer.get("count_output_tokens")
+        return Generated(text, n if isinstance(n, int) else 0, _finish(answer.get("finish_reason")))
 
-            def parse(answer: Any) -> GenerateResult:
-                try:
-                    texts = answer["generated_text"]
-                    text = texts[0] if isinstance(texts, list) else texts
-                except (KeyError, TypeError, IndexError):
-                    raise BadAnswer(f"no generated_text in {answer!r:.200}") from None
-                if not isinstance(text, str):
-                    raise BadAnswer("generated_text is not text")
-                n = answer.get("count_output_tokens")
-                return result(text, n if isinstance(n, int) else 0, answer.get("finish_reason"), r, truncated)
+    def fold_generation(self, events: list[Any], r: GenerateRequest) -> Generated:
+        # lightllm's stream: one {"token": {"text": ...}, "finished": bool, "finish_reason": ...} per token
+        pieces, finish, n = [], None, 0
+        for e in events:
+            try:
+                pieces.append(e["token"]["text"] or "")
+            except (KeyError, TypeError):
+                raise BadAnswer(f"a stream event has no token text: {e!r:.200}") from None
+            n = e["token"].get("count_output_tokens") or n
+            if e.get("finished"):
+                finish = e.get("finish_reason") or "stop"
+        if finish is None:
+            raise BadAnswer("the stream ended before a finished event")
+        return Generated("".join(pieces), n, _finish(finish))
 
-            def fold(events: list[Any]) -> GenerateResult:
-                # lightllm's stream: one {"token": {"text": ...}, "finished": bool, "finish_reason": ...} per token
-                pieces, finish, n = [], None, 0
-                for e in events:
-                    try:
-                        pieces.append(e["token"]["text"] or "")
-                    except (KeyError, TypeError):
-                        raise BadAnswer(f"a stream event has no token text: {e!r:.200}") from None
-                    n = e["token"].get("count_output_tokens") or n
-                    if e.get("finished"):
-                        finish = e.get("finish_reason") or "stop"
-                if finish is None:
-                    raise BadAnswer("the stream ended before a finished event")
-                return result("".join(pieces), n, finish, r, truncated)
+    def describe_extra(self) -> dict:
+        ok = "ok (is_greedy unavailable)"
+        return {"loglikelihood": ok if not self.logprobs_problem else f"unavailable: {self.logprobs_problem}"}
 
-            if self.stream:
-                out = await stream_json(client, f"{self.base_url}/generate_stream", self.policy, body, fold)
-            else:
-                out = await request_json(client, "POST", f"{self.base_url}/generate", self.policy, body, parse)
-            self._stats.scored += out.n_tokens
-            return out
 
-        self._stats.requests += len(requests)
-        return run_all(
-            len(requests),
-            answer,
-            lambda i, msg: GenerateResult("", error=msg),
-            on_result,
-            self._headers,
-            self.concurrency,
-        )
-
-    # --- LanguageModel -------------------------------------------------------------------------
-
-    @property
-    def stats(self) -> TokenStats:
-        return self._stats
-
-    def describe(self) -> dict:
-        return {
-            "backend": self.backend,
-            "name": self.name,
-            "api_url": self.base_url,
-            "api_key_env": self.api_key_env,  # the variable's name; the key itself is never recorded
-            "tokenizer": self.tokenizer.source if self.tokenizer else None,
-            "prompts": "token ids" if self.tokenizer else "text",
-            "stream": self.stream,
-            "max_length": self.max_length,
-            "loglikelihood": "ok (is_greedy unavailable)"
-            if not self.logprobs_problem
-            else f"unavailable: {self.logprobs_problem}",
-            "concurrency": self.concurrency,
-            "timeout_s": self.policy.timeout,
-            "retries": self.policy.retries,
-            "load_seconds": round(self.load_seconds, 3),
-        }
+def _finish(reason: Any) -> str:
+    return "length" if reason == "length" else "eos"
