@@ -89,8 +89,11 @@ class StandIn:
         self.api_key = api_key
         self.port = port
         # lasting behaviour: "selfrepeat" and "text_prompts_only" (llama-cpp-python), "no_prompt_logprobs"
-        # (llama.cpp's server), "no_return_all_prompt_logprobs" (lightllm without the flag)
+        # (llama.cpp's server), "no_return_all_prompt_logprobs" (lightllm without the flag),
+        # "one_at_a_time" (vLLM on a CPU with long prompt-logprob requests: one request is worked on,
+        # the others wait in the server's queue, first come first served, each taking service_s more)
         self.mode: set[str] = set()
+        self.service_s = 0.0
         self.fail_next: list[
             tuple
         ] = []  # one fault per coming request: ("status", code[, retry_after]), ("slow", s), ("malformed",), ("drop",)
@@ -98,6 +101,7 @@ class StandIn:
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
+        self._queue = _FifoLock()  # one_at_a_time: the server's queue
         self._httpd: ThreadingHTTPServer | None = None
 
     # --- lifecycle ---
@@ -300,6 +304,26 @@ class StandIn:
         return 200, ret
 
 
+class _FifoLock:
+    """A lock taken in arrival order, as a server's request queue serves."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._next_ticket = 0
+        self._serving = 0
+
+    def __enter__(self) -> None:
+        with self._cond:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            self._cond.wait_for(lambda: self._serving == ticket)
+
+    def __exit__(self, *exc) -> None:
+        with self._cond:
+            self._serving += 1
+            self._cond.notify_all()
+
+
 class _Server(ThreadingHTTPServer):
     request_queue_size = 1024  # a listen backlog like uvicorn's: a burst of connections is not refused
     daemon_threads = True
@@ -351,7 +375,12 @@ class _Handler(BaseHTTPRequestHandler):
             s.in_flight += 1
             s.max_in_flight = max(s.max_in_flight, s.in_flight)
         try:
-            self._route(method, body)
+            if "one_at_a_time" in s.mode and method == "POST":
+                with s._queue:
+                    time.sleep(s.service_s)
+                    self._route(method, body)
+            else:
+                self._route(method, body)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout): nothing to answer
             self.close_connection = True
         finally:

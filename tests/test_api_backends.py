@@ -37,7 +37,7 @@ def server(smollm2):
 @pytest.fixture
 def standin(server):
     """The shared server, reset to good behaviour before each test."""
-    server.mode, server.fail_next, server.api_key = set(), [], None
+    server.mode, server.fail_next, server.api_key, server.service_s = set(), [], None, 0.0
     server.requests.clear()
     server.max_in_flight = 0
     return server
@@ -54,7 +54,7 @@ def fast_server(tiny_model):
 
 @pytest.fixture
 def fast(fast_server):
-    fast_server.mode, fast_server.fail_next, fast_server.api_key = set(), [], None
+    fast_server.mode, fast_server.fail_next, fast_server.api_key, fast_server.service_s = set(), [], None, 0.0
     fast_server.requests.clear()
     fast_server.max_in_flight = 0
     return fast_server
@@ -329,6 +329,36 @@ def test_bounded_requests_in_flight(fast, tiny_llama_dir):
     got = model.loglikelihood(SHORT * 4)
     assert all(r.error is None for r in got)
     assert 2 <= fast.max_in_flight <= 3
+
+
+@pytest.mark.slow
+def test_one_at_a_time_server_no_error_no_retry_hf_numbers(fast, tiny_model, tiny_llama_dir):
+    """A slow but healthy server that works on one request at a time (vLLM on a CPU with long
+    prompt-logprob requests): 16 requests, each taking half a second, with a 2 s timeout. Sent all
+    at once, the last waits ~8 s in the server's queue; the old client gave it up after 2 s, sent it
+    again to the back of the queue, and so on until it failed. (The tiny model keeps the time in the
+    server's own sleep, so the test means the same on a busy machine.)"""
+    reqs = SHORT * 4
+    hf = tiny_model.loglikelihood(reqs)
+    fast.mode.add("one_at_a_time")
+    fast.service_s = 0.5
+    for adaptive in (True, False):
+        model = _openai(fast, tokenizer_path=str(tiny_llama_dir), timeout=2.0, adaptive=adaptive)  # 64 at most
+        fast.requests.clear()
+        fast.max_in_flight = 0
+        t0 = time.perf_counter()
+        api = model.loglikelihood(reqs)
+        wall = time.perf_counter() - t0
+        assert [r.error for r in api] == [None] * len(api)
+        assert (model.counts.retries, model.counts.stalls, model.counts.failed) == (0, 0, 0)
+        assert len(fast.requests) == len(reqs)  # each sent once: no try wasted
+        assert max(abs(a.logprob - h.logprob) for a, h in zip(api, hf)) < 1e-4
+        assert [a.is_greedy for a in api] == [h.is_greedy for h in hf]
+        if adaptive:  # the limit followed the server: a few queued, not all sixteen
+            assert fast.max_in_flight <= 6, fast.max_in_flight
+            assert model.describe()["adaptive_concurrency"] is True
+        else:  # all sixteen queued at once: the last waited far past the timeout, and that is no failure
+            assert fast.max_in_flight == len(reqs) and wall > 3 * 2.0
 
 
 # --- the API key ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ the shortest latency seen is a request that waited for nothing, and a request th
 as long, answered while L were in flight, was one of about L * (1 - 1/r) waiting in the queue.
 
 The limit grows while fewer than `alpha` wait (doubling at first, then about one per round of
-answers), shrinks when more than `beta` wait (in proportion to the excess, so a far too high limit
+answers; alpha and beta widen with log10 of the limit), shrinks when more than `beta` wait (in proportion to the excess, so a far too high limit
 falls in one round), and halves on a timeout, HTTP 429 or 5xx (AIMD's loss signal; once a round). Latencies are
 compared per token of work (tokens sent and generated, plus a fixed overhead), so a long prompt
 is not mistaken for a queued short one. The logic is synchronous and clock-free: it is fed
@@ -18,12 +18,10 @@ latencies, which the tests make up.
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass
 
 INITIAL_LIMIT = 4  # a guess that is safe for a one-at-a-time server and grows fast on a batching one
 OVERHEAD_TOKENS = 32  # a request's fixed cost (HTTP, scheduling), in tokens of work
-BASE_WINDOW = 256  # answers over which the shortest latency is remembered (a server may slow down)
 
 
 @dataclass
@@ -61,7 +59,7 @@ class AdaptiveLimit:
         start = maximum if not adaptive else min(maximum, initial or INITIAL_LIMIT)
         self._limit = float(max(minimum, start))
         self.slow_start = True
-        self._per_token: deque[float] = deque(maxlen=BASE_WINDOW)
+        self._base = math.inf  # the shortest latency per token of work seen since forget_latencies
         self.peak = self.current
         self.increases = self.decreases = self.backoffs = 0
         self.queued = 0.0
@@ -79,14 +77,20 @@ class AdaptiveLimit:
             return
         self._answers_since_backoff += 1
         per_token = latency / (max(tokens, 0.0) + OVERHEAD_TOKENS)
-        self._per_token.append(per_token)
-        base = min(self._per_token)
+        # the shortest ever, not of a recent window: while the server always has a queue, every
+        # recent latency includes waiting, and a window's minimum would call that waiting normal.
+        # A server that later slows only makes this conservative (a lower limit), never wrong.
+        self._base = base = min(self._base, per_token)
         self.queued = queued = max(1, in_flight) * (1.0 - base / per_token)
         limit = self._limit
-        if queued > self.beta:
+        # thresholds grow with the limit (VegasLimit's 3 and 6 * log10): at 64 in flight, a few
+        # percent of latency noise reads as several requests queued
+        alpha = max(self.alpha, 3 * math.log10(limit))
+        beta = max(self.beta, 6 * math.log10(limit))
+        if queued > beta:
             self.slow_start = False
-            limit -= (queued - self.beta) / limit  # about (queued - beta) per round of `limit` answers
-        elif queued < self.alpha:
+            limit -= (queued - beta) / limit  # about (queued - beta) per round of `limit` answers
+        elif queued < alpha:
             if in_flight >= self.current:  # only a limit that is used has shown it is not too low
                 limit += 1.0 if self.slow_start else 1.0 / limit
         else:
@@ -106,7 +110,7 @@ class AdaptiveLimit:
     def forget_latencies(self) -> None:
         """A new kind of request follows (generation after scoring): its latencies start afresh;
         the limit itself is kept, the server is the same."""
-        self._per_token.clear()
+        self._base = math.inf
 
     def _set(self, value: float) -> None:
         before = self.current
