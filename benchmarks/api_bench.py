@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         evals.append(time.perf_counter() - t0)
         errors = sum(1 for r in results if r.error)
         t0 = time.perf_counter()
-        raw_failures = asyncio.run(post_all(url, bodies, model._headers))
+        raw_failures = asyncio.run(post_all(url, bodies, model.link.headers))
         raws.append(time.perf_counter() - t0)
         failures += raw_failures + errors
         print(
