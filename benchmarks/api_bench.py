@@ -27,13 +27,14 @@ import httpx
 
 
 def build_requests(datasets: list[str], limit: int, num_fewshot: int | None) -> list:
-    from lmgauge.tasks.registry import build, expand
+    from lmgauge.tasks.registry import build, expand, options_schema
 
     reqs = []
     for name in datasets:
         for task_name, mode in expand(name):
             options = {"seed": 1234} | ({"num_fewshot": num_fewshot} if num_fewshot is not None else {})
-            task = build(task_name, mode, **options)
+            takes = options_schema(task_name, mode).model_fields  # as the planner does: where the task takes them
+            task = build(task_name, mode, **{k: v for k, v in options.items() if k in takes})
             docs, _ = task.load()
             reqs += [r for i, d in enumerate(docs[:limit]) for r in task.requests(d, i)]
     return reqs

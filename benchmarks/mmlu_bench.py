@@ -72,7 +72,7 @@ def main() -> int:
         name = f"mmlu_{subject}"
         task = build(name)
         samples, info = run_task(
-            model, task, TaskSpec(name, None, {}, args.limit, lambda task=task: task), rundir, Progress()
+            model, task, TaskSpec(name, None, {}, args.limit, lambda _model, task=task: task), rundir, Progress()
         )
         questions += len(samples)
         correct += sum(s["correct"] for s in samples)

@@ -108,7 +108,7 @@ def test_missing_config_file_exits_2(tmp_path, capsys, no_model_load):
 def test_ppl_without_path_exits_2(tmp_path, capsys, no_model_load):
     rc = main(["run", "--datasets", "ppl", "--hf-path", str(tmp_path), "-w", str(tmp_path / "o")])
     err = capsys.readouterr().err
-    assert rc == 2 and "task 'ppl' needs a path" in err
+    assert rc == 2 and "ppl: option 'path' is required: a text file" in err
 
 
 def test_list_filter_shows_task_and_found(capsys, monkeypatch):

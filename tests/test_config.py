@@ -70,8 +70,8 @@ def check_resolved(cfg) -> None:
     assert m.model_kwargs == {} and m.tokenizer_kwargs == {}
     assert m.run_cfg == {"num_gpus": 1}
     assert [d.name for d in cfg.datasets] == ["mmlu_astronomy", "arc_easy"]
-    assert cfg.datasets[0].task_options() == {} and cfg.datasets[0].limit is None
-    assert cfg.datasets[1].task_options() == {"split": "validation"} and cfg.datasets[1].limit == 5
+    assert cfg.datasets[0].options == {} and cfg.datasets[0].limit is None
+    assert cfg.datasets[1].options == {"split": "validation"} and cfg.datasets[1].limit == 5
     assert cfg.work_dir == "outputs/py"
 
 
@@ -126,7 +126,7 @@ def test_unknown_key_suggests_the_right_one(tmp_path):
 
 
 def test_unknown_dataset_and_top_level_keys_suggest_too():
-    with pytest.raises(ConfigError, match=r"datasets\[0\]\.limt: unknown key 'limt' \(did you mean 'limit'\?\)"):
+    with pytest.raises(ConfigError, match=r"datasets\[0\]\.limt: piqa: unknown option 'limt' \(did you mean limit\?\)"):
         validate({"models": [{"path": "/m"}], "datasets": [{"abbr": "piqa", "limt": 3}]})
     with pytest.raises(ConfigError, match=r"work_dri: unknown key 'work_dri' \(did you mean 'work_dir'\?\)"):
         validate({"models": [{"path": "/m"}], "datasets": ["piqa"], "work_dri": "x"})

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lmgauge.tasks.options import DEFAULT_MAX_OUT_LEN
+
 # OpenCompass model keys that do not change what lmgauge computes; accepted and ignored.
 OPENCOMPASS_IGNORED_KEYS = {
     "type",
@@ -57,7 +59,8 @@ class ModelConfig(BaseModel):
     tokenizer_path: str | None = None
     gguf_file: str | None = None
     max_seq_len: int | None = Field(default=None, gt=1)
-    max_out_len: int = Field(default=256, gt=0)
+    # tokens to generate where neither the dataset entry nor its benchmark sets a budget (OpenCompass' meaning)
+    max_out_len: int = Field(default=DEFAULT_MAX_OUT_LEN, gt=0)
     batch_size: int | None = Field(default=None, gt=0)
     token_budget: int | None = Field(default=None, gt=0)
     dtype: str = "auto"
@@ -138,51 +141,39 @@ class ModelConfig(BaseModel):
 
 
 class DatasetConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    """A task or group by name, the docs to take (`limit`), and the options its task takes: each
+    task declares those (lmgauge.tasks.options); `validate` checks them against it."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     name: str = Field(alias="abbr")
-    num_fewshot: int | None = Field(default=None, ge=0)
     limit: int | None = Field(default=None, gt=0)
-    split: str | None = None
-    path: str | None = None
-    seed: int | None = None
-    style: Literal["windows", "rolling"] | None = None
-    seq_len: int | None = Field(default=None, gt=1)
-    bs: int | None = Field(default=None, gt=0)
-    column: str | None = None
-    # generation tasks (OpenCompass' names for lengths)
-    max_out_len: int | None = Field(default=None, gt=0)
-    min_out_len: int | None = Field(default=None, ge=0)
-    chat: bool | None = None  # None: as the model is configured (chat_template)
-    fewshot_as_multiturn: bool | None = None
-    n_samples: int | None = Field(default=None, gt=0)
-    temperature: float | None = Field(default=None, ge=0)
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    train_path: str | None = None  # few-shot split file (gsm8k's train)
-    strip_prompt: bool | None = None  # HumanEval: strip trailing whitespace of prompts
     opencompass: dict | None = None  # an OpenCompass dataset entry, checked (lmgauge.opencompass)
 
-    def task_options(self) -> dict:
-        keys = (
-            "num_fewshot",
-            "split",
-            "path",
-            "seed",
-            "style",
-            "seq_len",
-            "bs",
-            "column",
-            "max_out_len",
-            "min_out_len",
-            "chat",
-            "fewshot_as_multiturn",
-            "n_samples",
-            "temperature",
-            "top_p",
-            "train_path",
-            "strip_prompt",
-        )
-        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+    @property
+    def options(self) -> dict[str, Any]:
+        """The task options this entry sets, as written."""
+        return dict(self.model_extra or {})
+
+    def option_problems(self) -> list[tuple[str, str]]:
+        """(key, message) for each option the entry's tasks do not take or get with a wrong type;
+        an unknown task name is the planner's to report, an OpenCompass entry lmgauge.opencompass's."""
+        if self.opencompass is not None:
+            return []
+        from lmgauge.tasks.options import OptionError
+        from lmgauge.tasks.registry import UnknownTask, expand, parse_task_options
+
+        try:
+            members = expand(self.name)
+            problems: list[tuple[str, str]] = []
+            for name, mode in members:
+                try:
+                    parse_task_options(name, mode, self.options, owner=self.name)
+                except OptionError as e:
+                    problems += [p for p in e.problems if p not in problems]  # a group's members agree
+            return problems
+        except UnknownTask:
+            return []
 
 
 class RunConfig(BaseModel):
@@ -222,7 +213,7 @@ def _format_errors(err: ValidationError, source: str) -> str:
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             field = str(e["loc"][-1])
-            owner = {"models": ModelConfig, "datasets": DatasetConfig}.get(str(e["loc"][0]), RunConfig)
+            owner = ModelConfig if e["loc"][0] == "models" else RunConfig  # dataset entries: option_problems
             close = difflib.get_close_matches(field, list(owner.model_fields), n=1)
             msg = f"unknown key {field!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
         lines.append(f"  {loc or '(top)'}: {msg}")
@@ -230,10 +221,20 @@ def _format_errors(err: ValidationError, source: str) -> str:
 
 
 def validate(data: dict, source: str = "config") -> RunConfig:
+    """The run configuration, or ConfigError naming `source` and the key path of every problem,
+    task options included."""
     try:
-        return RunConfig.model_validate(data)
+        cfg = RunConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_format_errors(e, source)) from None
+    problems = [
+        f"  datasets[{i}]" + (f".{key}" if key else "") + f": {msg}"
+        for i, ds in enumerate(cfg.datasets)
+        for key, msg in ds.option_problems()
+    ]
+    if problems:
+        raise ConfigError("\n".join([f"{source}: invalid configuration", *problems]))
+    return cfg
 
 
 def read_config_file(path: str | Path, oc_root: str | None = None) -> dict:

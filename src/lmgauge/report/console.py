@@ -110,13 +110,15 @@ def _short(where: str) -> str:
 
 def _data_status(name: str) -> str:
     from lmgauge.data.sources import HubSource
-    from lmgauge.tasks.registry import REGISTRY
+    from lmgauge.tasks.registry import build, options_schema
 
-    factory = REGISTRY.tasks[name].factory
-    for options in ({}, {"split": "validation"}):
+    takes_split = "split" in options_schema(name).model_fields
+    for options in ({}, {"split": "validation"} if takes_split else None):
+        if options is None:
+            continue
         try:
-            task = factory(**options)
-        except (TypeError, ValueError) as e:
+            task = build(name, **options)
+        except ValueError as e:  # an option without a default (ppl's path)
             return f"needs options: {e}"
         for src in task.docs.candidates():
             if isinstance(src, HubSource):

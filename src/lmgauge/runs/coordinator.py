@@ -77,9 +77,11 @@ def previous_partition(rundir: RunDir) -> int | None:
 
 
 def model_key(m: ModelConfig) -> str:
-    """What in a model's config changes its answers (not batching, placement or scheduling)."""
+    """What in a model's config changes its answers (not batching, placement or scheduling; not
+    max_out_len either: the budget a task generates with is in the task's version)."""
     d = m.model_dump(mode="json")
     for k in (
+        "max_out_len",
         "run_cfg",
         "batch_size",
         "token_budget",
@@ -161,7 +163,7 @@ def _check_journal_keys(rundir: RunDir, cfg: RunConfig, specs: list[TaskSpec], m
     for m in cfg.models:
         for spec in specs:
             journal = TaskJournal(rundir, m.name, spec.name)
-            key = {"task_version": spec.build().version, "model": model_key(m)}
+            key = {"task_version": spec.build(m.name).version, "model": model_key(m)}
             if mode == "eval":  # re-scoring reads the answers as they are; say if they came from other prompts
                 old = json.loads(journal.key_path().read_text()) if journal.key_path().exists() else key
                 if old != key:

@@ -15,7 +15,7 @@ from lmgauge.config import RunConfig
 from lmgauge.requests import GenerateRequest, LoglikelihoodRequest, RollingRequest
 from lmgauge.runs.rundir import safe_name
 from lmgauge.tasks.base import Task
-from lmgauge.tasks.registry import build, expand
+from lmgauge.tasks.registry import build, expand, options_schema
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class TaskSpec:
     mode: str | None
     options: dict
     limit: int | None
-    build: Callable[[], Task]
+    build: Callable[[str], Task]  # model name -> the task as that model runs it (its max_out_len)
 
 
 @dataclass
@@ -57,13 +57,14 @@ class Shard:
 
 
 def plan_tasks(cfg: RunConfig) -> list[TaskSpec]:
+    """The run's tasks with their options: the entry's own, then the run's num_fewshot and seed for
+    the tasks that take them. A run-level num_fewshot no task takes is an error; one some tasks do
+    not take is said."""
     specs: list[TaskSpec] = []
     seen: set[str] = set()
+    budgets = {m.name: m.max_out_len for m in cfg.models}
+    no_shots: list[str] = []
     for ds in cfg.datasets:
-        options = ds.task_options()
-        if cfg.num_fewshot is not None and ds.num_fewshot is None:
-            options["num_fewshot"] = cfg.num_fewshot
-        options.setdefault("seed", cfg.seed)
         limit = ds.limit if ds.limit is not None else cfg.limit
         if ds.opencompass is not None:  # an OpenCompass dataset entry builds its own task
             from lmgauge.opencompass.config_reader import build_task as build_oc_task
@@ -71,14 +72,33 @@ def plan_tasks(cfg: RunConfig) -> list[TaskSpec]:
             if ds.name in seen:
                 raise ValueError(f"task {ds.name!r} is listed twice in datasets")
             seen.add(ds.name)
-            specs.append(TaskSpec(ds.name, None, {}, limit, lambda n=ds.name, s=ds.opencompass: build_oc_task(n, s)))
+            specs.append(
+                TaskSpec(ds.name, None, {}, limit, lambda _model, n=ds.name, s=ds.opencompass: build_oc_task(n, s))
+            )
             continue
         for name, mode in expand(ds.name):
             if name in seen:
                 raise ValueError(f"task {name!r} is listed twice in datasets")
             seen.add(name)
+            takes = options_schema(name, mode).model_fields
+            options = ds.options
+            if cfg.num_fewshot is not None and "num_fewshot" not in options:
+                if "num_fewshot" in takes:
+                    options["num_fewshot"] = cfg.num_fewshot
+                else:
+                    no_shots.append(name)
+            if "seed" in takes:
+                options.setdefault("seed", cfg.seed)
             build(name, mode, **options)  # fail now, not an hour into the run
-            specs.append(TaskSpec(name, mode, options, limit, lambda n=name, m=mode, o=options: build(n, m, **o)))
+
+            def build_for(model: str, n: str = name, m: str | None = mode, o: dict = options) -> Task:
+                return build(n, m, model_max_out_len=budgets[model], **o)
+
+            specs.append(TaskSpec(name, mode, options, limit, build_for))
+    if no_shots and len(no_shots) == len(specs):
+        raise ValueError(f"num_fewshot {cfg.num_fewshot}: none of the tasks takes it ({', '.join(no_shots)})")
+    if no_shots:
+        log.warning("num_fewshot %s does not apply to %s (no few-shot examples)", cfg.num_fewshot, ", ".join(no_shots))
     return specs
 
 
@@ -101,11 +121,11 @@ def doc_cost(requests: list) -> int:
     return max(1, chars // CHARS_PER_TOKEN)
 
 
-def task_costs(spec: TaskSpec) -> list[int] | None:
-    """Per-doc cost of a task's docs (after --limit); None when its data cannot be read (the worker
-    reports that error in its place)."""
+def task_costs(spec: TaskSpec, model: str) -> list[int] | None:
+    """Per-doc cost of a task's docs (after --limit) for a model; None when its data cannot be read
+    (the worker reports that error in its place)."""
     try:
-        task = spec.build()
+        task = spec.build(model)
         docs, _ = task.load()
         if spec.limit is not None:
             docs = docs[: spec.limit]
@@ -132,13 +152,16 @@ def plan_shards(
     cfg: RunConfig, specs: list[TaskSpec], max_partition_size: int | None = None, estimate: bool = True
 ) -> list[Shard]:
     """Every (model, task) as one shard, or several when its estimated cost exceeds max_partition_size."""
-    per_task: dict[str, list[int] | None] = {}
-    if estimate or max_partition_size:
-        per_task = {s.name: task_costs(s) for s in specs}
+    per_task: dict[tuple[str, str], list[int] | None] = {}  # (task, version): models with one budget share it
     shards: list[Shard] = []
     for m in cfg.models:
         for s in specs:
-            costs = per_task.get(s.name)
+            costs = None
+            if estimate or max_partition_size:
+                key = (s.name, s.build(m.name).version)
+                if key not in per_task:
+                    per_task[key] = task_costs(s, m.name)
+                costs = per_task[key]
             if costs is None:
                 shards.append(Shard(m.name, s.name, 0, None, True))
                 continue

@@ -85,7 +85,7 @@ def finalize_task(
             {"status": "incomplete", "shards_done": sum(m is not None for m in markers), "shards": len(shards)},
         )
         return TaskOutcome(spec.name, False, error="incomplete", complete=False)
-    task = spec.build()
+    task = spec.build(model)
     n_docs = markers[0]["n_docs"]
     journal = TaskJournal(rundir, model, spec.name)
     records = [rec for d, (rec, _) in sorted(journal.records().items()) if d < n_docs]
@@ -212,7 +212,7 @@ def run_task(
 ) -> tuple[list[dict], dict]:
     """One whole task in this process, results written: (samples, results info). For scripts."""
     shard = Shard(model.name, task.name, 0, None, True)
-    built = TaskSpec(spec.name, spec.mode, spec.options, spec.limit, lambda: task)
+    built = TaskSpec(spec.name, spec.mode, spec.options, spec.limit, lambda _model: task)
     info = run_shard_safely(model, built, shard, rundir, progress)
     if info["status"] != "done":
         raise RuntimeError(info["error"])

@@ -196,7 +196,7 @@ def run_shard_safely(
     """run_shard, with the task's own errors (missing data, a scorer that raises) written to the
     marker as `failed`: retrying cannot fix them. A crash of the process leaves no marker."""
     try:
-        info = run_shard(model, spec.build(), spec, shard, rundir, progress, score)
+        info = run_shard(model, spec.build(shard.model), spec, shard, rundir, progress, score)
     except Exception as e:  # one bad task must not take the others with it
         progress.stop()
         msg = f"{type(e).__name__}: {e}"

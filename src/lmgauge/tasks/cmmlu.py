@@ -8,12 +8,13 @@ subject in Chinese, then "Question\nA. ..\nB. ..\nC. ..\nD. ..\n答案：".
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from lmgauge.data import CsvSource, HubSource, data_roots
-from lmgauge.tasks.base import DocSet
-from lmgauge.tasks.exam import exam_prompt, exam_task
-from lmgauge.tasks.registry import REGISTRY, register
+from lmgauge.tasks.base import DocSet, Task
+from lmgauge.tasks.exam import ExamGenOptions, ExamOptions, exam_prompt, exam_task
+from lmgauge.tasks.registry import REGISTRY, Variant, register_variants
 
 # subject -> (Chinese name, subcategories) as CMMLU's own categories.py lists them
 CMMLU_SUBJECTS = {
@@ -131,30 +132,40 @@ def cmmlu_docs(subject: str, split: str, path: str | None = None) -> DocSet:
     return DocSet(f"cmmlu {subject} {split}", candidates, HINT, convert, required=COLUMNS)
 
 
-def make_cmmlu(
-    subject: str, mode: str = "ppl", num_fewshot: int = 5, path: str | None = None, split: str = "test", **options
-):
+class CmmluOptions(ExamOptions):
+    split: str = "test"
+
+
+class CmmluGenOptions(ExamGenOptions):
+    split: str = "test"
+
+
+def make_cmmlu(subject: str, o: CmmluOptions | CmmluGenOptions) -> Task:
     zh, _ = CMMLU_SUBJECTS[subject]
     return exam_task(
-        mode=mode,
+        o,
         name=f"cmmlu_{subject}",
         group="cmmlu",
-        docs=cmmlu_docs(subject, split, path),
-        shots=cmmlu_docs(subject, "dev", path),
+        docs=cmmlu_docs(subject, o.split, o.path),
+        shots=cmmlu_docs(subject, "dev", o.path),
         header=f"以下是关于{zh}的单项选择题，请直接给出正确答案的选项。\n\n",
         prompt=lambda d: exam_prompt(d["question"], d["options"], "答案："),
         options=lambda d: d["options"],
         gold=lambda d: "ABCD".index(d["answer"]),
-        num_fewshot=num_fewshot,
         subject=subject,
         category=category_of(subject),
-        **options,
     )
 
 
 for _subject in CMMLU_SUBJECTS:
-    register(f"cmmlu_{_subject}", family="cmmlu", modes=("ppl", "gen"), description="CMMLU 5-shot, lm-eval prompt")(
-        lambda _s=_subject, **kw: make_cmmlu(_s, **kw)
+    register_variants(
+        f"cmmlu_{_subject}",
+        {
+            "ppl": Variant(partial(make_cmmlu, _subject), CmmluOptions),
+            "gen": Variant(partial(make_cmmlu, _subject), CmmluGenOptions),
+        },
+        family="cmmlu",
+        description="CMMLU 5-shot, lm-eval prompt",
     )
 REGISTRY.add_group("cmmlu", [f"cmmlu_{s}" for s in CMMLU_SUBJECTS])
 REGISTRY.add_group(

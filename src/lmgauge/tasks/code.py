@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from math import comb
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from lmgauge.data import HubSource, JsonlDocsSource, data_roots
-from lmgauge.scoring.aggregate import metric_summary
 from lmgauge.scoring.code_programs import humaneval_data_file, humaneval_program, mbpp_program
 from lmgauge.scoring.sandbox import (
     SandboxUnavailable,
@@ -27,7 +28,8 @@ from lmgauge.scoring.sandbox import (
     run_programs,
 )
 from lmgauge.tasks.base import Doc, DocSet, Task
-from lmgauge.tasks.generation import GenerationTask, gen_options
+from lmgauge.tasks.generation import GenerationTask
+from lmgauge.tasks.options import GenerationOptions, Positive
 from lmgauge.tasks.registry import register
 from lmgauge.tasks.sources import INSTALL_HINT, disk_candidates, oe_eval_docs
 
@@ -89,9 +91,6 @@ class CodeTask(GenerationTask):
             record["outputs"] = [r.text for r in results]
         return record
 
-    def aggregate(self, samples: list[dict]) -> dict:
-        return {m: metric_summary([float(s["metrics"][m]) for s in samples]) for m in self.metric_names()}
-
     def result_extras(self, samples: list[dict]) -> dict:
         """results/<model>/<task>.json's `sandbox`: how many programs ran under which isolation,
         and how many under the weaker fallback; said on the console too (a warning if any)."""
@@ -143,10 +142,6 @@ def prepare_sandbox(tasks: Iterable[Task], allow_weak: bool) -> dict[str, Any] |
     return iso
 
 
-def _no_scorer(doc: Doc, output: str) -> dict:  # code tasks score by execution (CodeTask.score)
-    raise NotImplementedError
-
-
 # --- HumanEval -----------------------------------------------------------------------------------
 
 
@@ -168,29 +163,38 @@ def humaneval_docs(path: str | None = None) -> DocSet:
     return DocSet("humaneval test", candidates, hint, required=("task_id", "prompt", "test", "entry_point"))
 
 
+class HumanevalOptions(GenerationOptions):
+    path: str | None = None  # a HumanEval.jsonl(.gz)
+    # llama-family tokenizers merge the prompt's trailing "\n    " with the code that follows;
+    # stripping it lets the model write the indentation itself
+    strip_prompt: bool = False
+    # pass@k reported besides pass@1 (each k <= n_samples; 10 is added from n_samples 10 on).
+    # Not strict: a YAML or JSON list is as good as a tuple.
+    ks: Annotated[tuple[Positive, ...], Field(strict=False)] = (1,)
+    max_out_len: Positive | None = 1024  # lm-eval's humaneval.yaml: the model's max_out_len does not apply
+
+
 @register(
-    "humaneval", family="humaneval", modes=("gen",), description="HumanEval pass@k in the sandbox, lm-eval prompt"
+    "humaneval",
+    HumanevalOptions,
+    family="humaneval",
+    mode="gen",
+    description="HumanEval pass@k in the sandbox, lm-eval prompt",
 )
-def make_humaneval(
-    path: str | None = None, strip_prompt: bool = False, ks: tuple[int, ...] = (1,), **options
-) -> CodeTask:
-    # strip_prompt: llama-family tokenizers merge the prompt's trailing "\n    " with the code that
-    # follows; stripping it lets the model write the indentation itself.
-    prompt = (lambda d: d["prompt"].rstrip()) if strip_prompt else (lambda d: d["prompt"])
-    opts = gen_options(options)
-    n = opts.get("n_samples", 1)
+def make_humaneval(o: HumanevalOptions) -> CodeTask:
+    prompt = (lambda d: d["prompt"].rstrip()) if o.strip_prompt else (lambda d: d["prompt"])
+    n = o.n_samples
     return CodeTask(
         name="humaneval",
-        docs=humaneval_docs(path),
+        docs=humaneval_docs(o.path),
         prompt=prompt,
         target=lambda d: d["test"],
-        scorer=_no_scorer,
         metrics=("pass@1",),
         program=lambda doc, completion, sent: humaneval_program({**doc, "prompt": sent}, completion),
-        ks=tuple(k for k in sorted({1, *ks, *((10,) if n >= 10 else ())}) if k <= n),
+        ks=tuple(k for k in sorted({1, *o.ks, *((10,) if n >= 10 else ())}) if k <= n),
         stop=("\nclass", "\ndef", "\n#", "\nif", "\nprint"),
-        extra_settings={"strip_prompt": strip_prompt},
-        **{"max_new_tokens": 1024, **opts},  # lm-eval's 1024 unless the dataset sets max_out_len
+        extra_settings={"strip_prompt": o.strip_prompt},
+        **o.generation(),
     )
 
 
@@ -263,20 +267,26 @@ def mbpp_prompt(doc: Doc) -> str:
     )
 
 
-@register("mbpp", family="mbpp", modes=("gen",), description="MBPP 3-shot pass@1 in the sandbox, lm-eval prompt")
-def make_mbpp(num_fewshot: int = 3, path: str | None = None, **options) -> CodeTask:
+class MbppOptions(GenerationOptions):
+    num_fewshot: Annotated[int, Field(ge=0, le=len(MBPP_SHOTS))] = 3
+    path: str | None = None  # a .jsonl of the google-research release
+
+
+@register(
+    "mbpp", MbppOptions, family="mbpp", mode="gen", description="MBPP 3-shot pass@1 in the sandbox, lm-eval prompt"
+)
+def make_mbpp(o: MbppOptions) -> CodeTask:
     return CodeTask(
         name="mbpp",
-        docs=mbpp_docs(path),
+        docs=mbpp_docs(o.path),
         prompt=mbpp_prompt,
         target=lambda d: "\n".join(d["test_list"]),
         shot_target=lambda s: f"{s['code']}\n[DONE]",
         fixed_shots=MBPP_SHOTS,
-        num_fewshot=num_fewshot,
+        num_fewshot=o.num_fewshot,
         target_delimiter="",
-        scorer=_no_scorer,
         metrics=("pass@1",),
         program=lambda doc, completion, sent: mbpp_program(doc, completion),
         stop=("[DONE]",),
-        **gen_options(options),
+        **o.generation(),
     )

@@ -14,9 +14,26 @@ from collections.abc import Callable
 
 from lmgauge.scoring.extract import choice_letter
 from lmgauge.tasks.base import ChoiceTask, Doc, DocSet, Task
-from lmgauge.tasks.generation import GenerationTask, gen_options
+from lmgauge.tasks.generation import GenerationTask
+from lmgauge.tasks.options import GenerationOptions, Positive, Shots, TaskOptions
 
 LETTERS = "ABCD"
+
+
+class ExamOptions(TaskOptions):
+    """The ppl variant: the first n dev questions as shots."""
+
+    num_fewshot: Shots = 5
+    path: str | None = None  # a folder in the benchmark's official layout, searched first
+    seed: int = 1234
+
+
+class ExamGenOptions(GenerationOptions):
+    """The gen variant: the same prompt, and a letter is all the answer needs."""
+
+    num_fewshot: Shots = 5
+    path: str | None = None
+    max_out_len: Positive | None = 32  # the benchmark's own budget: the model's max_out_len does not apply
 
 
 def exam_prompt(question: str, options: list[str], answer_cue: str) -> str:
@@ -36,8 +53,8 @@ def letter_scorer(options: Callable[[Doc], list[str]], gold: Callable[[Doc], int
 
 
 def exam_task(
+    o: ExamOptions | ExamGenOptions,
     *,
-    mode: str,
     name: str,
     group: str,
     docs: DocSet,
@@ -46,15 +63,12 @@ def exam_task(
     prompt: Callable[[Doc], str],
     options: Callable[[Doc], list[str]],
     gold: Callable[[Doc], int],
-    num_fewshot: int,
     subject: str,
     category: str | None,
-    seed: int = 1234,
     gen_stop: tuple[str, ...] = ("\n",),
-    gen_max_new_tokens: int = 32,
-    **options_in,
 ) -> Task:
-    if mode == "gen":
+    """The exam question as a generation task (ExamGenOptions) or a log-likelihood one."""
+    if isinstance(o, ExamGenOptions):
         return GenerationTask(
             name=f"{name}_gen",
             docs=docs,
@@ -64,13 +78,12 @@ def exam_task(
             target=lambda d: LETTERS[gold(d)],
             scorer=letter_scorer(options, gold),
             metrics=("acc",),
-            num_fewshot=num_fewshot,
+            num_fewshot=o.num_fewshot,
             stop=gen_stop,
-            max_new_tokens=gen_max_new_tokens,
             group=f"{group}_gen",
             subject=subject,
             category=category,
-            **gen_options({"seed": seed, **options_in}),
+            **o.generation(),
         )
     return ChoiceTask(
         name=name,
@@ -80,9 +93,9 @@ def exam_task(
         prompt=prompt,
         choices=lambda d: list(LETTERS),
         gold=gold,
-        num_fewshot=num_fewshot,
+        num_fewshot=o.num_fewshot,
         shot_sampler="first_n",
-        seed=seed,
+        seed=o.seed,
         acc_norm=False,
         group=group,
         subject=subject,

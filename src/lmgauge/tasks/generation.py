@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 from lmgauge.data import DataError
 from lmgauge.requests import GenerateRequest
-from lmgauge.scoring.aggregate import metric_summary
 from lmgauge.tasks.base import Doc, DocSet, Task
 
 # output text -> {"extracted": {name: answer}, "metrics": {name: value}, "pred": primary answer}
@@ -28,8 +27,10 @@ class GenerationTask(Task):
     docs: DocSet
     prompt: Callable[[Doc], str]  # lm-eval's doc_to_text
     target: Callable[[Doc], str | list[str]]  # the gold answer(s), as text
-    scorer: Scorer
     metrics: tuple[str, ...]
+    # each output -> its answer and metrics; None where a subclass scores the outputs together
+    # (CodeTask runs them in the sandbox)
+    scorer: Scorer | None = None
     header: str = ""
     shots: DocSet | None = None  # the split few-shot examples come from (first n)
     fixed_shots: tuple[Doc, ...] = ()  # or examples written in the task (gsm8k_cot's eight)
@@ -135,6 +136,8 @@ class GenerationTask(Task):
         ]
 
     def score(self, doc: Doc, doc_id: int, results: list) -> dict:
+        if self.scorer is None:
+            raise TypeError(f"{self.name}: a generation task needs a scorer or its own score()")
         outputs = [r.text for r in results]
         scored = [self.scorer(doc, out) for out in outputs]
         metrics = {m: sum(float(s["metrics"][m]) for s in scored) / len(scored) for m in self.metrics}
@@ -157,27 +160,6 @@ class GenerationTask(Task):
             if key in scored[0]:
                 record[key] = scored[0][key]
         return record
-
-    def aggregate(self, samples: list[dict]) -> dict:
-        return {m: metric_summary([float(s["metrics"][m]) for s in samples]) for m in self.metrics}
-
-
-# dataset options (config keys, OpenCompass names where they exist) -> GenerationTask fields
-GEN_OPTIONS = {
-    "max_out_len": "max_new_tokens",
-    "min_out_len": "min_new_tokens",
-    "chat": "chat",
-    "fewshot_as_multiturn": "fewshot_as_multiturn",
-    "n_samples": "n_samples",
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "seed": "seed",
-}
-
-
-def gen_options(options: dict) -> dict:
-    """The generation settings among a dataset entry's options, as GenerationTask fields."""
-    return {GEN_OPTIONS[k]: v for k, v in options.items() if k in GEN_OPTIONS and v is not None}
 
 
 def lm_eval_exact_match_scorer(

@@ -9,11 +9,15 @@ strict-match (the format the prompt teaches) and flexible-extract (the last numb
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
 
 from lmgauge.data import HubSource, JsonlDocsSource, data_roots
 from lmgauge.scoring.extract import regex_extract
 from lmgauge.tasks.base import DocSet
-from lmgauge.tasks.generation import GenerationTask, gen_options, lm_eval_exact_match_scorer
+from lmgauge.tasks.generation import GenerationTask, lm_eval_exact_match_scorer
+from lmgauge.tasks.options import GenerationOptions, Shots
 from lmgauge.tasks.registry import register
 from lmgauge.tasks.sources import INSTALL_HINT, disk_candidates, oe_eval_docs
 
@@ -92,44 +96,59 @@ def final_answer(doc: dict) -> str:
     return doc["answer"].split("####")[-1].strip()
 
 
-@register("gsm8k", family="gsm8k", modes=("gen",), description="GSM8K 5-shot from train, lm-eval prompt")
-def make_gsm8k(
-    num_fewshot: int = 5, path: str | None = None, train_path: str | None = None, **options
-) -> GenerationTask:
+class Gsm8kOptions(GenerationOptions):
+    num_fewshot: Shots = 5
+    path: str | None = None  # a .jsonl of the openai/grade-school-math release, or a folder of <split>.jsonl
+    train_path: str | None = None  # the train split the shots come from (not packaged)
+
+
+class Gsm8kCotOptions(GenerationOptions):
+    num_fewshot: Annotated[int, Field(ge=0, le=len(COT_EXEMPLARS))] = 8
+    path: str | None = None
+
+
+@register("gsm8k", Gsm8kOptions, family="gsm8k", mode="gen", description="GSM8K 5-shot from train, lm-eval prompt")
+def make_gsm8k(o: Gsm8kOptions) -> GenerationTask:
     filters = (
         ("strict-match", lambda out: regex_extract(out, r"#### (\-?[0-9\.\,]+)")),
         ("flexible-extract", lambda out: regex_extract(out, FLEXIBLE, group_select=-1)),
     )
     return GenerationTask(
         name="gsm8k",
-        docs=gsm8k_docs("test", path),
-        shots=gsm8k_docs("train", train_path),
+        docs=gsm8k_docs("test", o.path),
+        shots=gsm8k_docs("train", o.train_path),
         prompt=lambda d: f"Question: {d['question']}\nAnswer:",
         target=lambda d: d["answer"],
         scorer=lm_eval_exact_match_scorer(filters, lambda d: d["answer"], **MATCH_OPTIONS),
         metrics=("exact_match,strict-match", "exact_match,flexible-extract"),
-        num_fewshot=num_fewshot,
+        num_fewshot=o.num_fewshot,
         stop=("Question:", "</s>", "<|im_end|>"),
-        **gen_options(options),
+        **o.generation(),
     )
 
 
-@register("gsm8k_cot", family="gsm8k", modes=("gen",), description="GSM8K 8-shot chain of thought, lm-eval prompt")
-def make_gsm8k_cot(num_fewshot: int = 8, path: str | None = None, **options) -> GenerationTask:
+@register(
+    "gsm8k_cot",
+    Gsm8kCotOptions,
+    family="gsm8k",
+    mode="gen",
+    description="GSM8K 8-shot chain of thought, lm-eval prompt",
+)
+def make_gsm8k_cot(o: Gsm8kCotOptions) -> GenerationTask:
     filters = (
         ("strict-match", lambda out: regex_extract(out, r"The answer is (\-?[0-9\.\,]+).")),
         ("flexible-extract", lambda out: regex_extract(out, FLEXIBLE, group_select=-1)),
     )
     return GenerationTask(
         name="gsm8k_cot",
-        docs=gsm8k_docs("test", path),
+        docs=gsm8k_docs("test", o.path),
         fixed_shots=tuple({"question": q, "target": t} for q, t in COT_EXEMPLARS),
         prompt=lambda d: f"Q: {d['question']}\nA:",
         target=final_answer,
         shot_target=lambda s: s["target"],
         scorer=lm_eval_exact_match_scorer(filters, final_answer, **MATCH_OPTIONS),
         metrics=("exact_match,strict-match", "exact_match,flexible-extract"),
-        num_fewshot=num_fewshot,
+        num_fewshot=o.num_fewshot,
         stop=("Q:", "</s>", "<|im_end|>"),
-        **gen_options(options),
+        **o.generation(),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from lmgauge.tasks.base import ChoiceTask, DocSet
+from lmgauge.tasks.options import ChoiceOptions
 from lmgauge.tasks.registry import register
 from lmgauge.tasks.sources import INSTALL_HINT, disk_candidates
 
@@ -26,9 +27,9 @@ def hellaswag_doc(row: dict) -> dict:
     }
 
 
-def make_hellaswag(
-    split: str = "validation", num_fewshot: int = 0, path: str | None = None, seed: int = 1234, **_
-) -> ChoiceTask:
+@register("hellaswag", ChoiceOptions, description="HellaSwag, 0-shot, acc/acc_norm")
+def make_hellaswag(o: ChoiceOptions) -> ChoiceTask:
+    split, path = o.split, o.path
     docs = DocSet(
         f"hellaswag {split}",
         lambda: disk_candidates(f"hellaswag/none/{split}", ("Rowan/hellaswag", None, split), path),
@@ -41,11 +42,8 @@ def make_hellaswag(
         prompt=lambda d: d["query"],
         choices=lambda d: d["choices"],
         gold=lambda d: d["gold"],
-        num_fewshot=num_fewshot,
+        num_fewshot=o.num_fewshot,
         shot_sampler="random",
-        seed=seed,
+        seed=o.seed,
         extra_settings={"split": split, "preprocess": preprocess},
     )
-
-
-register("hellaswag", description="HellaSwag, 0-shot, acc/acc_norm")(make_hellaswag)

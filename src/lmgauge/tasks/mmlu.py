@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from lmgauge.data import CsvSource, data_roots
 from lmgauge.tasks.base import ChoiceTask, DocSet, Task
-from lmgauge.tasks.exam import exam_task
-from lmgauge.tasks.registry import REGISTRY, register
+from lmgauge.tasks.exam import ExamGenOptions, ExamOptions, exam_task
+from lmgauge.tasks.registry import REGISTRY, Variant, register_variants
 from lmgauge.tasks.sources import INSTALL_HINT, disk_candidates
 
 # subject -> category, as lm-evaluation-harness groups them (mmlu_stem, mmlu_humanities, ...)
@@ -122,39 +123,41 @@ def mmlu_gold(doc: dict) -> int:
     return doc["answer"]
 
 
-def make_mmlu(
-    subject: str, mode: str = "ppl", num_fewshot: int = 5, path: str | None = None, seed: int = 1234, **options
-) -> Task:
-    header = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
-    if mode == "gen":  # the same prompt; the letter read from what the model writes
-        return exam_task(
-            mode="gen",
-            name=f"mmlu_{subject}",
-            group="mmlu",
-            docs=mmlu_docs(subject, "test", path),
-            shots=mmlu_docs(subject, "dev", path),
-            header=header,
-            prompt=mmlu_prompt,
-            options=lambda d: d["choices"],
-            gold=mmlu_gold,
-            num_fewshot=num_fewshot,
-            subject=subject,
-            category=MMLU_SUBJECTS[subject],
-            seed=seed,
-            gen_stop=("\n", "</s>"),
-            **options,
-        )
+def mmlu_header(subject: str) -> str:
+    return f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+
+
+def make_mmlu_gen(subject: str, o: ExamGenOptions) -> Task:
+    """The same prompt; the letter read from what the model writes."""
+    return exam_task(
+        o,
+        name=f"mmlu_{subject}",
+        group="mmlu",
+        docs=mmlu_docs(subject, "test", o.path),
+        shots=mmlu_docs(subject, "dev", o.path),
+        header=mmlu_header(subject),
+        prompt=mmlu_prompt,
+        options=lambda d: d["choices"],
+        gold=mmlu_gold,
+        subject=subject,
+        category=MMLU_SUBJECTS[subject],
+        gen_stop=("\n", "</s>"),
+    )
+
+
+def make_mmlu(subject: str, o: ExamOptions) -> Task:
+    path = o.path
     return ChoiceTask(
         name=f"mmlu_{subject}",
         docs=mmlu_docs(subject, "test", path),
         shots=mmlu_docs(subject, "dev", path),
-        header=f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n",
+        header=mmlu_header(subject),
         prompt=mmlu_prompt,
         choices=mmlu_choices,
         gold=mmlu_gold,
-        num_fewshot=num_fewshot,
+        num_fewshot=o.num_fewshot,
         shot_sampler="first_n",
-        seed=seed,
+        seed=o.seed,
         acc_norm=False,
         group="mmlu",
         subject=subject,
@@ -163,11 +166,17 @@ def make_mmlu(
 
 
 for _subject in MMLU_SUBJECTS:
-    register(
-        f"mmlu_{_subject}", family="mmlu", modes=("ppl", "gen"), description="MMLU 5-shot, lm-eval default prompt"
-    )(lambda _s=_subject, **kw: make_mmlu(_s, **kw))
+    register_variants(
+        f"mmlu_{_subject}",
+        {
+            "ppl": Variant(partial(make_mmlu, _subject), ExamOptions),
+            "gen": Variant(partial(make_mmlu_gen, _subject), ExamGenOptions),
+        },
+        family="mmlu",
+        description="MMLU 5-shot, lm-eval default prompt",
+    )
 REGISTRY.add_group("mmlu", [f"mmlu_{s}" for s in MMLU_SUBJECTS])
 for _cat in sorted(set(MMLU_SUBJECTS.values())):
     REGISTRY.add_group(f"mmlu_{_cat}", [f"mmlu_{s}" for s, c in MMLU_SUBJECTS.items() if c == _cat])
 
-__all__ = ["MMLU_SUBJECTS", "make_mmlu"]
+__all__ = ["MMLU_SUBJECTS", "make_mmlu", "make_mmlu_gen"]

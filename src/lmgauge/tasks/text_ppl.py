@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
 
 from lmgauge.data import DiskSource, HubSource, data_roots
 from lmgauge.data.text import ParquetSource, RawLinesSource, text_source
 from lmgauge.tasks.base import DocSet
+from lmgauge.tasks.options import PerplexityOptions
 from lmgauge.tasks.perplexity import PerplexityTask
 from lmgauge.tasks.registry import register
 
@@ -37,30 +41,34 @@ def wikitext_candidates(split: str, path: str | None) -> list:
     return out + [HubSource("wikitext", "wikitext-2-raw-v1", split)]
 
 
-def make_wikitext2(
-    split: str = "test", path: str | None = None, style: str = "windows", seq_len: int = 2048, bs: int = 1, **_
-) -> PerplexityTask:
+class WikitextOptions(PerplexityOptions):
+    split: Literal["test", "validation", "train"] = "test"
+    path: str | None = None  # the raw release's folder or file, or HF's parquet
+
+
+class TextPplOptions(PerplexityOptions):
+    path: str = Field(description="a text file, a folder of text files, a parquet/jsonl file or a save_to_disk folder")
+    column: str = "text"
+    style: Literal["windows", "rolling"] = "rolling"
+
+
+@register("wikitext2", WikitextOptions, description="wikitext-2 perplexity (windows of seq_len, GPTQ/llmc convention)")
+def make_wikitext2(o: WikitextOptions) -> PerplexityTask:
+    split, path = o.split, o.path
     docs = DocSet(f"wikitext2 {split}", lambda: wikitext_candidates(split, path), WIKITEXT_HINT, required=("text",))
-    return PerplexityTask(name="wikitext2", docs=docs, style=style, seq_len=seq_len, bs=bs)
+    return PerplexityTask(name="wikitext2", docs=docs, style=o.style, seq_len=o.seq_len, bs=o.bs)
 
 
-def make_text_ppl(
-    path: str | None = None, column: str = "text", style: str = "rolling", seq_len: int = 2048, bs: int = 1, **_
-) -> PerplexityTask:
-    if not path:
-        raise ValueError(
-            "task 'ppl' needs a path: a text file, a folder of text files, a parquet/jsonl file or a save_to_disk folder"
-        )
+@register("ppl", TextPplOptions, description="perplexity of any text (path=..., style=rolling|windows)")
+def make_text_ppl(o: TextPplOptions) -> PerplexityTask:
+    path, column = o.path, o.column
     docs = DocSet(
         f"text at {path}",
         lambda: [text_source(path)],
         "give `path` a text file, a folder of .txt files, a .parquet/.jsonl file or a save_to_disk folder",
         required=(column,),
     )
-    return PerplexityTask(name="ppl", docs=docs, style=style, seq_len=seq_len, bs=bs, text_field=column)
+    return PerplexityTask(name="ppl", docs=docs, style=o.style, seq_len=o.seq_len, bs=o.bs, text_field=column)
 
-
-register("wikitext2", description="wikitext-2 perplexity (windows of seq_len, GPTQ/llmc convention)")(make_wikitext2)
-register("ppl", description="perplexity of any text (path=..., style=rolling|windows)")(make_text_ppl)
 
 __all__ = ["make_wikitext2", "make_text_ppl"]

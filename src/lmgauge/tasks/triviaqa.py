@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from lmgauge.data import HubSource
 from lmgauge.tasks.base import DocSet
-from lmgauge.tasks.generation import GenerationTask, gen_options, lm_eval_exact_match_scorer
+from lmgauge.tasks.generation import GenerationTask, lm_eval_exact_match_scorer
+from lmgauge.tasks.options import GenerationOptions, Shots
 from lmgauge.tasks.registry import register
 from lmgauge.tasks.sources import INSTALL_HINT, disk_candidates
 
@@ -25,14 +26,19 @@ def triviaqa_docs(split: str, path: str | None) -> DocSet:
     return DocSet(f"triviaqa {split}", candidates, INSTALL_HINT, convert, required=("question", "answer"))
 
 
-@register("triviaqa", family="triviaqa", modes=("gen",), description="TriviaQA exact match, lm-eval prompt")
-def make_triviaqa(
-    split: str = "validation", path: str | None = None, num_fewshot: int = 0, **options
-) -> GenerationTask:
+class TriviaqaOptions(GenerationOptions):
+    num_fewshot: Shots = 0  # shots from the train split (not packaged)
+    split: str = "validation"
+    path: str | None = None
+
+
+@register("triviaqa", TriviaqaOptions, mode="gen", description="TriviaQA exact match, lm-eval prompt")
+def make_triviaqa(o: TriviaqaOptions) -> GenerationTask:
+    split, num_fewshot = o.split, o.num_fewshot
     aliases = lambda d: d["aliases"]  # noqa: E731
     return GenerationTask(
         name="triviaqa",
-        docs=triviaqa_docs(split, path),
+        docs=triviaqa_docs(split, o.path),
         shots=triviaqa_docs("train", None) if num_fewshot else None,
         prompt=lambda d: f"Question: {d['question']}?\nAnswer:",
         target=aliases,
@@ -43,5 +49,5 @@ def make_triviaqa(
         num_fewshot=num_fewshot,
         stop=("\n", ".", ","),
         extra_settings={"split": split},
-        **gen_options(options),
+        **o.generation(),
     )

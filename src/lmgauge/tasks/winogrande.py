@@ -4,6 +4,7 @@ model scores the rest of the sentence (lm-eval's formulation)."""
 from __future__ import annotations
 
 from lmgauge.tasks.base import ContextChoiceTask, DocSet
+from lmgauge.tasks.options import ChoiceOptions
 from lmgauge.tasks.registry import register
 from lmgauge.tasks.sources import INSTALL_HINT, disk_candidates
 
@@ -22,9 +23,9 @@ def winogrande_gold(doc: dict) -> int:
     return {"1": 0, "2": 1}[str(doc["answer"])]
 
 
-def make_winogrande(
-    split: str = "validation", num_fewshot: int = 0, path: str | None = None, seed: int = 1234, **_
-) -> ContextChoiceTask:
+@register("winogrande", ChoiceOptions, description="Winogrande (xl), partial scoring, acc")
+def make_winogrande(o: ChoiceOptions) -> ContextChoiceTask:
+    split, path = o.split, o.path
     docs = DocSet(
         f"winogrande {split}",
         lambda: disk_candidates(
@@ -41,11 +42,8 @@ def make_winogrande(
         gold=winogrande_gold,
         contexts=winogrande_contexts,
         continuation=winogrande_continuation,
-        num_fewshot=num_fewshot,
+        num_fewshot=o.num_fewshot,
         shot_sampler="random",
-        seed=seed,
+        seed=o.seed,
         extra_settings={"split": split},
     )
-
-
-register("winogrande", description="Winogrande (xl), partial scoring, acc")(make_winogrande)
