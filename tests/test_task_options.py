@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from lmgauge.cli import _parser, _raw_config, main
+from lmgauge.cli import main
 from lmgauge.config import ConfigError, read_config_file, validate
 from lmgauge.runs.coordinator import model_key
 from lmgauge.runs.plan import plan_tasks
@@ -153,11 +153,17 @@ def test_journal_key_changes_only_where_the_budget_does():
         assert a[same] == b[same], same
 
 
-def test_cli_max_out_len_flag_is_the_model_budget(tmp_path):
-    args = _parser().parse_args(["run", "--hf-path", str(tmp_path), "--datasets", "gsm8k_cot", "--max-out-len", "8"])
-    cfg = validate(_raw_config(args))
-    (spec,) = plan_tasks(cfg)
-    assert cfg.models[0].max_out_len == 8 and spec.build(cfg.models[0].name).max_new_tokens == 8
+def test_cli_max_out_len_flag_is_the_model_budget(tmp_path, capsys):
+    """--max-out-len (OpenCompass' flag) sets the model's budget: the plan's estimate of a
+    generation doc is its prompt and its budget, so 108 estimates 100 tokens more than 8."""
+
+    def estimate(flags: list[str]) -> int:
+        argv = ["run", "--hf-path", str(tmp_path), "--datasets", "gsm8k_cot", "--limit", "1", "--dry-run", *flags]
+        assert main(argv) == 0
+        total = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("total")]
+        return int(total[-1].split()[-1].replace(",", ""))
+
+    assert estimate(["--max-out-len", "108"]) - estimate(["--max-out-len", "8"]) == 100
 
 
 @pytest.mark.slow

@@ -260,7 +260,7 @@ def cmd_run(args) -> int:
         specs = plan_tasks(cfg)
         # code tasks' programs run where shards are scored: here, or in Slurm jobs that check their node
         here = args.mode == "eval" or (args.mode == "all" and not args.slurm)
-        prepare_sandbox([s.build() for s in specs] if here else [], cfg.allow_weak_sandbox)
+        prepare_sandbox([s.build(cfg.models[0].name) for s in specs] if here else [], cfg.allow_weak_sandbox)
         if args.mode != "eval":
             for m in cfg.models:
                 if m.backend == "hf" and not Path(m.path).expanduser().exists():

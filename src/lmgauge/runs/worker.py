@@ -254,7 +254,7 @@ def run_worker(run_dir: str | Path, shard_ids: list[str]) -> int:
         raise SystemExit(f"a worker runs the shards of one model, got {sorted(models)}")
     mcfg = next(m for m in cfg.models if m.name in models)
     try:  # a node without bwrap refuses before the model loads, as the coordinator did
-        prepare_sandbox([specs[s.task].build() for s in mine] if score else [], cfg.allow_weak_sandbox)
+        prepare_sandbox([specs[s.task].build(s.model) for s in mine] if score else [], cfg.allow_weak_sandbox)
     except SandboxUnavailable as e:
         log.error("%s", e)
         fail_shards(rundir, mine, f"{type(e).__name__}: {e}")
