@@ -261,7 +261,7 @@ def test_missing_text_for_ppl_task_names_the_path(tmp_path):
     with pytest.raises(DataNotFound) as ei:
         build("ppl", path=str(tmp_path / "nope.txt")).load()
     assert str(tmp_path / "nope.txt") in str(ei.value) and "give `path`" in str(ei.value)
-    with pytest.raises(ValueError, match="needs a path"):
+    with pytest.raises(ValueError, match="option .path. is required"):
         build("ppl")
 
 
