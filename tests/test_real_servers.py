@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
 PROMPT = "The capital of France is Paris. The capital of Germany is"
 
-vllm = server_fixture("vllm")
+vllm = server_fixture("vllm", max_len=4096)  # room for MMLU 5-shot high_school_european_history (~3,000 tokens)
 llamacpp = server_fixture("llamacpp")
 
 
@@ -244,7 +244,6 @@ def test_mmlu_through_vllm_equals_the_hf_backend(vllm, smollm2):
 
     served = _served(vllm, tokenizer_path=str(vllm.model_path))
     assert served.logprobs_problem is None and served.token_prompts
-    # (the server holds 2048 tokens, so not high_school_us_history, whose 5-shot prompts are longer)
     task = build("mmlu_college_biology")
     docs, _ = task.load()
     docs = docs[:8]
@@ -257,6 +256,32 @@ def test_mmlu_through_vllm_equals_the_hf_backend(vllm, smollm2):
         a = task.score(d, i, ours[4 * i : 4 * i + 4])
         b = task.score(d, i, theirs[4 * i : 4 * i + 4])
         assert a["pred"] == b["pred"], i
+
+
+def test_long_mmlu_prompts_through_vllm_with_default_client_settings(vllm, smollm2):
+    """Issue 11's case, small: MMLU 5-shot with ~2,800-token prompts (high_school_european_history)
+    and short ones, default client settings (at most 64 in flight, 120 s timeout). vLLM on a CPU
+    works on about one such prompt-logprob request at a time: the client's in-flight limit follows
+    it, nothing waits its turn into a retry, and the predictions are the hf backend's."""
+    import lmgauge.tasks  # noqa: F401  # registers the tasks
+    from lmgauge.tasks.registry import build
+
+    served = _served(vllm, tokenizer_path=str(vllm.model_path))
+    for subject in ("high_school_european_history", "astronomy"):
+        task = build(f"mmlu_{subject}")
+        docs, _ = task.load()
+        docs = docs[:3]
+        requests = [r for i, d in enumerate(docs) for r in task.requests(d, i)]
+        ours = smollm2.loglikelihood(requests)  # first the hf side, then the server's: not at once
+        theirs = served.loglikelihood(requests)
+        assert [r.error for r in theirs] == [None] * len(theirs), subject
+        assert not any(r.truncated for r in ours + theirs)
+        assert max(abs(a.logprob - b.logprob) for a, b in zip(ours, theirs)) < 1e-3, subject
+        for i, d in enumerate(docs):
+            assert (
+                task.score(d, i, ours[4 * i : 4 * i + 4])["pred"] == task.score(d, i, theirs[4 * i : 4 * i + 4])["pred"]
+            )
+    assert (served.counts.retries, served.counts.stalls, served.counts.failed) == (0, 0, 0)
 
 
 def test_lmgauge_run_against_vllm_writes_the_run_directory(vllm, tmp_path):
