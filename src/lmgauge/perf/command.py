@@ -57,6 +57,38 @@ def add_parser(sub: Any) -> None:
     ip.add_argument("--prompt-text", metavar="FILE", help="cut prompts from this text file instead of random ids")
     ip.add_argument("--sdk-config", metavar="INI", help="an SDK's sdk_config.ini: its [performance] keys")
 
+    sv = p.add_argument_group("against a server (OpenAI-compatible or lightllm)")
+    sv.add_argument("--api-url", help="http://HOST:PORT[/v1], a full /v1/completions URL, or lightllm's /generate")
+    sv.add_argument("--api-model", help="model name to send (default: the one /v1/models lists)")
+    sv.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key")
+    sv.add_argument("--api-type", choices=["openai", "lightllm"], help="default: from the URL")
+    sv.add_argument("--endpoint", choices=["completions", "chat"], default="completions")
+    sv.add_argument("--no-stream", action="store_true", help="whole answers (no TTFT, TPOT or ITL then)")
+    sv.add_argument(
+        "--no-force-output-len",
+        action="store_true",
+        help="let the server stop at EOS (default: ignore_eos + min_tokens)",
+    )
+    sv.add_argument(
+        "--max-concurrency", type=int, nargs="+", metavar="C", help="closed loop: requests in flight (a list sweeps)"
+    )
+    sv.add_argument(
+        "--request-rate",
+        type=_float_or_inf,
+        nargs="+",
+        metavar="R",
+        help="open loop: arrivals per second (a list sweeps; inf = all at once; default inf)",
+    )
+    sv.add_argument("--burstiness", type=_float_or_inf, default=1.0, help="gamma shape: 1 Poisson, <1 burstier")
+    sv.add_argument("--num-prompts", type=int, default=100, help="requests per point (default 100)")
+    sv.add_argument("--duration", type=float, metavar="S", help="send for S seconds instead (prompts cycle)")
+    sv.add_argument("--num-warmups", type=int, default=1, help="requests before each point, not counted (default 1)")
+    sv.add_argument("--range-ratio", type=float, default=0.0, help="random lengths in [L(1-r), L(1+r)] (vLLM)")
+    sv.add_argument("--dataset-path", metavar="JSONL", help='prompts from a file: {"prompt": ..., "output_len": ...}')
+    sv.add_argument("--task", help="prompts of a benchmark task, e.g. mmlu_astronomy")
+    sv.add_argument("--percentiles", default="50,90,95,99", help="latency percentiles (default 50,90,95,99)")
+    sv.add_argument("--goodput", nargs="+", metavar="NAME:MS", help="SLOs, e.g. ttft:200 tpot:50 e2el:2000")
+    sv.add_argument("--timeout", type=float, default=600.0, help="seconds per request (default 600)")
     p.set_defaults(func=cmd_perf)
 
 
@@ -64,10 +96,14 @@ def cmd_perf(args: argparse.Namespace) -> int:
     from lmgauge.cli import _setup_logging
 
     _setup_logging(args.debug)
-    if not args.hf_path:
-        log.error("lmgauge perf: give --hf-path (in-process)")
+    if bool(args.hf_path) == bool(args.api_url):
+        log.error("lmgauge perf: give exactly one of --hf-path (in-process) or --api-url (a server)")
         return 2
-    return run_inprocess(args)
+    if args.hf_path:
+        return run_inprocess(args)
+    from lmgauge.perf.serving_command import run_serving
+
+    return run_serving(args)
 
 
 def _inprocess_cases(args: argparse.Namespace):

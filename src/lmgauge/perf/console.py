@@ -38,3 +38,33 @@ def print_inprocess(results: Sequence, model: str, device: str) -> None:
             f"{r.e2e_s.min:.3f}-{r.e2e_s.max:.3f}",
         )
     console.print(table)
+
+
+def _ms(v) -> str:
+    return f"{v:.1f}" if v is not None else "-"
+
+
+def print_serving(results: Sequence[dict]) -> None:
+    table = Table(title="lmgauge perf: serving (ms; vLLM definitions, docs/perf.md)")
+    cols = ("point", "ok", "fail", "req/s", "out tok/s", "TTFT mean", "TTFT p99", "TPOT mean", "ITL mean")
+    for col in cols + ("E2EL mean", "queue mean", "tok/chunk", "client ok"):
+        table.add_column(col, justify="right")
+    for r in results:
+        p99 = r.get("p99_ttft_ms")
+        check = r["lmgauge_self_check"]
+        table.add_row(
+            r["label"],
+            str(r["completed"]),
+            str(r["failed"]),
+            f"{r['request_throughput']:.2f}",
+            f"{r['output_throughput']:.1f}",
+            _ms(r["mean_ttft_ms"]),
+            _ms(p99),
+            _ms(r["mean_tpot_ms"]),
+            _ms(r["mean_itl_ms"]),
+            _ms(r["mean_e2el_ms"]),
+            _ms(r.get("mean_client_queue_time_ms")),
+            f"{r['lmgauge_tokens_per_chunk']['mean']:.2f}" if r["lmgauge_tokens_per_chunk"]["mean"] else "-",
+            "no" if check.get("client_limited") else "yes",
+        )
+    console.print(table)

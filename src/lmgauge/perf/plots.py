@@ -73,3 +73,62 @@ def plot_inprocess(root: Path, results: Sequence[Any]) -> list[Path]:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     return _save(fig, root / "plots", "inprocess_latency_vs_input")
+
+
+def _x_of(results: Sequence[dict]) -> tuple[str, list[float]]:
+    concs = [r.get("max_concurrency") for r in results]
+    if len(set(concs)) > 1 and all(c is not None for c in concs):
+        return "max concurrency", [float(c or 0) for c in concs]
+    rates = [r["request_rate"] for r in results]
+    return "request rate (req/s)", [float("inf") if x == "inf" else float(x) for x in rates]
+
+
+def plot_serving(root: Path, results: Sequence[dict]) -> list[Path]:
+    """Latency percentiles and throughput against the swept load; TTFT and TPOT distributions of each point."""
+    import json
+
+    plt = _pyplot()
+    paths: list[Path] = []
+    if len(results) > 1:
+        xlabel, xs = _x_of(results)
+        fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+        for ax, metric in zip(axes[:2], ("ttft", "tpot")):
+            for stat in ("median", "p90", "p99"):
+                ys = [r.get(f"{stat}_{metric}_ms") for r in results]
+                if all(y is not None for y in ys):
+                    ax.plot(xs, ys, marker="o", label=stat)
+            ax.set_title(f"{metric.upper()} (ms)")
+            ax.set_xlabel(xlabel)
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=8)
+        axes[2].plot(xs, [r["output_throughput"] for r in results], marker="o", label="output tok/s")
+        ax2 = axes[2].twinx()
+        ax2.plot(xs, [r["request_throughput"] for r in results], marker="s", color="tab:orange", label="req/s")
+        axes[2].set_title("throughput")
+        axes[2].set_xlabel(xlabel)
+        axes[2].set_ylabel("output tokens/s")
+        ax2.set_ylabel("requests/s")
+        axes[2].grid(True, alpha=0.3)
+        paths += _save(fig, root / "plots", "serving_vs_load")
+    for r in results:
+        recs = root / "serving" / f"{r['label']}.requests.jsonl"
+        rows = [json.loads(line) for line in recs.read_text(encoding="utf-8").splitlines()] if recs.is_file() else []
+        ok = [x for x in rows if x["success"]]
+        ttft = [x["ttft_s"] * 1000 for x in ok if x["ttft_s"] is not None]
+        tpot = [
+            (x["e2el_s"] - x["ttft_s"]) * 1000 / (x["output_tokens"] - 1)
+            for x in ok
+            if x["ttft_s"] is not None and x["output_tokens"] > 1
+        ]
+        if not ttft:
+            continue
+        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+        a.hist(ttft, bins=30)
+        a.set_title(f"TTFT (ms), {r['label']}")
+        if tpot:
+            b.hist(tpot, bins=30)
+        b.set_title(f"TPOT (ms), {r['label']}")
+        for ax in (a, b):
+            ax.set_ylabel("requests")
+        paths += _save(fig, root / "plots", f"distributions_{r['label']}")
+    return paths
