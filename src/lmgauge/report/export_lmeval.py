@@ -58,13 +58,33 @@ def _arguments(sample: dict[str, Any], kind: str) -> dict[str, Any]:
     return {"gen_args_0": {"arg_0": sample.get("prompt", "")}}
 
 
-def _sample_lines(sample: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+# a corpus-level metric's per-doc item in lm-eval's samples: the log-likelihood and its weight
+_CORPUS_WEIGHT = {
+    "word_perplexity": "words",
+    "byte_perplexity": "bytes",
+    "bits_per_byte": "bytes",
+    "token_perplexity": "tokens",
+}
+
+
+def _corpus_item(metric: str, metrics: dict[str, Any]) -> Any:
+    lp = metrics.get("logprob")
+    if metric in _CORPUS_WEIGHT:
+        return [lp, metrics.get(_CORPUS_WEIGHT[metric])]
+    return lp  # LAMBADA's perplexity aggregates the per-doc log-likelihoods
+
+
+def _sample_lines(sample: dict[str, Any], kind: str, result_metrics: list[str]) -> list[dict[str, Any]]:
     """lm-eval sample records for one doc: one per filter of its metrics."""
     metrics = sample.get("metrics") or {}
     by_filter: dict[str, dict[str, Any]] = {}
     for name, value in metrics.items():
         base, filt = split_metric(name)
         by_filter.setdefault(filt, {})[base] = value
+    for name in result_metrics:  # corpus-level metrics: the per-doc item lm-eval aggregates
+        base, filt = split_metric(name)
+        if base in LOWER_IS_BETTER and base not in by_filter.get(filt, {}):
+            by_filter.setdefault(filt, {})[base] = _corpus_item(base, metrics)
     if not by_filter:
         by_filter["none"] = {}
     args = _arguments(sample, kind)
@@ -146,7 +166,7 @@ def export_lmeval(run: LoadedRun, out: Path, date_id: str | None = None) -> list
             if filters:
                 configs[task]["filter_list"] = [{"name": f} for f in filters]
             n_samples[task] = {"original": res.get("n_available", res.get("n")), "effective": res.get("n")}
-            lines = [line for s in samples for line in _sample_lines(s, kind)]
+            lines = [line for s in samples for line in _sample_lines(s, kind, list(res.get("metrics") or {}))]
             task_hashes[task] = _hash("".join(x["doc_hash"] + x["prompt_hash"] + x["target_hash"] for x in lines))
             path = folder / f"samples_{task}_{date_id}.jsonl"
             path.write_text("".join(dumps(x) + "\n" for x in lines), encoding="utf-8")
