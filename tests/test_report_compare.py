@@ -181,3 +181,38 @@ def test_run_writes_report_html_by_default(tmp_path, tiny_llama_dir):
     assert main([*args, "-w", str(work), "--run-id", "r2", "--max-seq-len", "256", "--no-report"]) == 0
     assert not (work / "r2" / "report.html").exists()
     write_report([load_run(work / "r1")], tmp_path / "again.html")
+
+
+def test_compression_positions_get_their_own_view(tmp_path):
+    root = write_run(tmp_path / "c", {"mmlu_astronomy": ASTRONOMY}, model="m-w4")
+    res_path = root / "results" / "m-w4" / "mmlu_astronomy.json"
+    res = json.loads(res_path.read_text())
+    paired = {
+        "low": -0.2,
+        "high": 0.05,
+        "p_value": 0.25,
+        "verdict": "within noise",
+        "flips": {"right_to_wrong": 2, "wrong_to_right": 0},
+    }
+    res["position"] = {"name": "w4", "kind": "fake_quant"}
+    res["vs_pretrain"] = {
+        "metrics": {"acc": {"pretrain": 0.75, "value": 0.625, "delta": -0.125, "recovery": 0.8333, "paired": paired}}
+    }
+    res_path.write_text(json.dumps(res))
+    manifest = json.loads((root / "run.json").read_text())
+    manifest["compression"] = {"config": {"quant": {"w_bit": 4}}, "positions": {"w4": {"status": "done"}}}
+    (root / "run.json").write_text(json.dumps(manifest))
+    comp = report_data([load_run(root)])["runs"][0]["compression"]
+    (row,) = comp["rows"]
+    assert (row["position"], row["task"], row["metric"], row["delta"], row["right_to_wrong"]) == (
+        "w4",
+        "mmlu_astronomy",
+        "acc",
+        -0.125,
+        2,
+    )
+    assert comp["manifest"]["positions"] == {"w4": {"status": "done"}}
+    assert (
+        report_data([load_run(write_run(tmp_path / "plain", {"mmlu_astronomy": ASTRONOMY}))])["runs"][0]["compression"]
+        is None
+    )

@@ -124,6 +124,43 @@ def compact_samples(samples: list[dict[str, Any]]) -> tuple[str, dict[str, Any] 
     return prefix, isolation, out
 
 
+def compression_rows(run: LoadedRun) -> dict[str, list[dict[str, Any]]]:
+    """A compression run's positions against pretrain (results with `position` and `vs_pretrain`,
+    written by lmgauge.compress), and the next-token fidelity of each position where it was measured."""
+    rows, fidelity = [], []
+    for model in run.models():
+        for task, res in run.results.get(model, {}).items():
+            pos = res.get("position")
+            if not isinstance(pos, dict):
+                continue
+            for metric, m in ((res.get("vs_pretrain") or {}).get("metrics") or {}).items():
+                p = m.get("paired") or {}
+                flips = p.get("flips") or {}
+                rows.append(
+                    {
+                        "position": pos.get("name"),
+                        "kind": pos.get("kind"),
+                        "task": task,
+                        "metric": metric,
+                        "pretrain": m.get("pretrain"),
+                        "value": m.get("value"),
+                        "delta": m.get("delta"),
+                        "low": p.get("low", m.get("ratio_low")),
+                        "high": p.get("high", m.get("ratio_high")),
+                        "interval_of": "delta" if p else ("ppl ratio" if "ratio_low" in m else None),
+                        "p": p.get("p_value"),
+                        "right_to_wrong": flips.get("right_to_wrong"),
+                        "wrong_to_right": flips.get("wrong_to_right"),
+                        "recovery": m.get("recovery"),
+                        "verdict": p.get("verdict", m.get("verdict")),
+                    }
+                )
+            f = res.get("fidelity") or {}
+            if f.get("n_positions"):
+                fidelity.append({"position": pos.get("name"), "task": task, **f})
+    return {"rows": rows, "fidelity": fidelity}
+
+
 def run_data(run: LoadedRun, key: str) -> dict[str, Any]:
     """Everything the page shows about one run."""
     manifest = run.manifest
@@ -206,7 +243,9 @@ def run_data(run: LoadedRun, key: str) -> dict[str, Any]:
         },
         "tasks": tasks,
         "groups": groups,
-        "compression": manifest.get("compression"),
+        "compression": {**compression_rows(run), "manifest": manifest.get("compression")}
+        if manifest.get("compression")
+        else None,
         "perf": manifest.get("perf"),
     }
 

@@ -30,6 +30,9 @@
     if (binary || (v >= 0 && v <= 1)) return (v * 100).toFixed(2);
     return Math.abs(v) >= 1e6 ? v.toExponential(3) : v.toFixed(4);
   }
+  // a metric that is not a proportion (perplexity, bits per byte, log-likelihood) never reads as a percentage
+  function plain(v) { return !isNum(v) ? "-" : Math.abs(v) >= 1e6 ? v.toExponential(3) : v.toFixed(4); }
+  function metricText(m) { return m.binary ? pct(m.value) : plain(m.value); }
   function signed(v, scale) { return isNum(v) ? (v >= 0 ? "+" : "") + (v * scale).toFixed(2) : "-"; }
   function numCell(v, text, cls) { return el("td", { cls: "num " + (cls || ""), "data-value": isNum(v) ? String(v) : "", text: text }); }
   function table(headers, rows, id) {
@@ -84,15 +87,16 @@
     var rows = [];
     run.tasks.forEach(function (t) {
       if (!t.metrics.length) {
-        rows.push(el("tr", null, [el("td", { text: t.model }), el("td", { text: t.task }), el("td", { cls: "err", text: t.status + (t.error ? ": " + t.error : "") }), el("td"), el("td"), el("td")]));
+        var why = t.error ? el("details", null, [el("summary", { text: t.status + ": " + t.error.split("\n")[0].slice(0, 120) }), el("pre", { text: t.error })]) : t.status;
+        rows.push(el("tr", null, [el("td", { text: t.model }), el("td", { text: t.task }), el("td", { cls: "err" }, [why]), el("td"), el("td"), el("td")]));
       }
       t.metrics.forEach(function (m) {
         var tr = el("tr", { "data-task": t.task, "data-model": t.model, "data-metric": m.name });
         tr.appendChild(el("td", { text: t.model }));
         tr.appendChild(el("td", { text: t.task }));
         tr.appendChild(el("td", { text: m.name }));
-        tr.appendChild(numCell(m.value, fmt(m.value, m.binary), "metric-value"));
-        tr.appendChild(el("td", { cls: "num", text: ciText(m.ci, m.binary) }));
+        tr.appendChild(numCell(m.value, metricText(m), "metric-value"));
+        tr.appendChild(el("td", { cls: "num", text: m.ci ? "[" + (m.binary ? pct(m.ci[0]) : plain(m.ci[0])) + ", " + (m.binary ? pct(m.ci[1]) : plain(m.ci[1])) + "]" : "-" }));
         tr.appendChild(numCell(m.n, m.n == null ? "-" : String(m.n), "metric-n"));
         rows.push(tr);
       });
@@ -152,7 +156,7 @@
     DATA.runs.forEach(function (run) {
       run.tasks.forEach(function (t) {
         t.metrics.forEach(function (m) {
-          if (PPL.indexOf(m.name) >= 0) rows.push(el("tr", null, [el("td", { text: run.key }), el("td", { text: t.model }), el("td", { text: t.task }), el("td", { text: m.name }), numCell(m.value, fmt(m.value)), numCell(m.n, m.n == null ? "-" : String(m.n))]));
+          if (PPL.indexOf(m.name) >= 0) rows.push(el("tr", null, [el("td", { text: run.key }), el("td", { text: t.model }), el("td", { text: t.task }), el("td", { text: m.name }), numCell(m.value, plain(m.value)), numCell(m.n, m.n == null ? "-" : String(m.n))]));
         });
       });
     });
@@ -179,11 +183,34 @@
     });
   })();
 
-  // ---------- compression ----------
+  // ---------- compression: each position against pretrain ----------
   DATA.runs.forEach(function (run) {
-    if (!run.compression) return;
+    var c = run.compression;
+    if (!c) return;
     var s = section("compression-" + run.key, "Compression (" + run.key + ")");
-    s.appendChild(el("pre", { text: JSON.stringify(run.compression, null, 2) }));
+    function f4(v) { return isNum(v) ? v.toFixed(4) : "-"; }
+    var rows = c.rows.map(function (r) {
+      var cls = r.verdict === "worse" ? "bad" : r.verdict === "better" ? "good" : "";
+      return el("tr", { "data-position": r.position, "data-task": r.task, "data-metric": r.metric }, [
+        el("td", { text: r.position }), el("td", { text: r.kind || "" }), el("td", { text: r.task }), el("td", { text: r.metric }),
+        numCell(r.pretrain, f4(r.pretrain)), numCell(r.value, f4(r.value)), numCell(r.delta, isNum(r.delta) ? (r.delta >= 0 ? "+" : "") + r.delta.toFixed(4) : "-", cls),
+        el("td", { cls: "num", text: isNum(r.low) ? "[" + f4(r.low) + ", " + f4(r.high) + "]" + (r.interval_of === "ppl ratio" ? " (ratio)" : "") : "-" }),
+        numCell(r.p, isNum(r.p) ? r.p.toPrecision(3) : "-"), numCell(r.right_to_wrong, r.right_to_wrong == null ? "-" : String(r.right_to_wrong)),
+        numCell(r.wrong_to_right, r.wrong_to_right == null ? "-" : String(r.wrong_to_right)), numCell(r.recovery, isNum(r.recovery) ? r.recovery.toFixed(4) : "-"),
+        el("td", { cls: cls, text: r.verdict || "-" })
+      ]);
+    });
+    s.appendChild(el("div", { cls: "muted", text: "each position against pretrain, as lmgauge compress wrote it" }));
+    s.appendChild(table(["position", "kind", "task", "metric", "pretrain", "value", "\u0394", "95% interval", "mid-p", "right\u2192wrong", "wrong\u2192right", "recovery", "verdict"], rows, "compression-table-" + run.key));
+    if (c.fidelity.length) {
+      var fr = c.fidelity.map(function (f) {
+        var k = f.kl || {}, r = f.ln_ppl_ratio || {};
+        return el("tr", null, [el("td", { text: f.position }), el("td", { text: f.task }), numCell(f.n_positions, String(f.n_positions)), numCell(k.mean, isNum(k.mean) ? k.mean.toFixed(6) : "-"), numCell(k.p99, isNum(k.p99) ? k.p99.toFixed(6) : "-"), numCell((f.same_top || {}).value, pct((f.same_top || {}).value)), numCell(r.value, isNum(r.value) ? r.value.toFixed(6) : "-")]);
+      });
+      s.appendChild(el("h3", { text: "next-token fidelity against pretrain" }));
+      s.appendChild(table(["position", "corpus", "tokens", "KL mean", "KL p99", "same top %", "ln PPL ratio"], fr));
+    }
+    if (c.manifest) s.appendChild(el("details", null, [el("summary", { text: "compression config and positions" }), el("pre", { text: JSON.stringify(c.manifest, null, 2) })]));
   });
 
   // ---------- comparison ----------
