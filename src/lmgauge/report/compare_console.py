@@ -81,6 +81,22 @@ def print_comparison(cmp: Comparison, show_all: bool = False, console: Console |
     console.print(table)
     if hidden:
         console.print(f"{hidden} more subjects within the table's order: --all, --json or the report show them")
+    timed = [t for t in cmp.timing if t.model_s_a or t.model_s_b]
+    if timed:  # speed beside accuracy: the model's seconds per task in each run
+        tt = Table(title="model time per task (s)")
+        for col in ("task", "A", "B", "B/A", "A tokens/s", "B tokens/s"):
+            tt.add_column(col, justify="left" if col == "task" else "right")
+        for t in timed:
+            ratio = t.model_s_b / t.model_s_a if t.model_s_a and t.model_s_b else None
+            tt.add_row(
+                escape(t.task),
+                f"{t.model_s_a:.2f}" if t.model_s_a else "-",
+                f"{t.model_s_b:.2f}" if t.model_s_b else "-",
+                f"{ratio:.2f}x" if ratio else "-",
+                f"{t.tokens_per_s_a:.0f}" if t.tokens_per_s_a else "-",
+                f"{t.tokens_per_s_b:.0f}" if t.tokens_per_s_b else "-",
+            )
+        console.print(tt)
     r2w = sum(1 for f in cmp.flipped if f.direction == "right_to_wrong")
     console.print(
         f"flipped docs: {r2w} right->wrong, {len(cmp.flipped) - r2w} wrong->right "

@@ -332,7 +332,9 @@
     renderRows();
   }
   function rowText(x) {
-    var s = x.s, q = (s.prompt || (s.prompts || [""])[0] || "").slice(-140).replace(/\s+/g, " ");
+    // the question itself: the start of the prompt after the shared few-shot context, else its end
+    var s = x.s, text = s.prompt || (s.prompts || [""])[0] || "";
+    var q = (s._prefixed ? text.slice(0, 140) : text.slice(-140)).replace(/\s+/g, " ");
     return (DATA.runs.length > 1 ? DATA.runs[x.ri].key + " " : "") + x.t.task + " #" + s.doc_id + "  " + q;
   }
   function badge(x) {
