@@ -143,7 +143,9 @@ def write_run_report(run_dir: Path) -> Path | None:
     from lmgauge.report.load import load_run
 
     try:
-        return write_report([load_run(run_dir)], Path(run_dir) / "report.html")
+        out = write_report([load_run(run_dir)], Path(run_dir) / "report.html")
+        log.info("report: %s", out)
+        return out
     except Exception as e:  # the results are on disk already; `lmgauge report RUN` can retry
         log.error(
             "could not write %s/report.html: %s: %s (run `lmgauge report %s` to retry)",
