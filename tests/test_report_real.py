@@ -8,17 +8,19 @@ comparison must say so with the config key that differs.
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
 from lmgauge.cli import main
 from lmgauge.report.compare import compare_runs
 from lmgauge.report.load import load_run
-from lmgauge.scoring.paired import compare_binary
+from lmgauge.scoring.paired import FlipTable, compare_binary, newcombe_paired_interval
 
 pytestmark = pytest.mark.slow
 
 TASKS = ["mmlu_astronomy", "mmlu_marketing"]
+LIMIT = 8
 
 
 def correct_by_doc(run_dir, task):
@@ -26,8 +28,10 @@ def correct_by_doc(run_dir, task):
     return {r["doc_id"]: r["correct"] for r in map(json.loads, lines)}
 
 
-def test_fewshot_5_against_0_on_smollm2(tmp_path, smollm2, capsys):
-    work = tmp_path / "work"
+@pytest.fixture(scope="module")
+def fewshot_runs(tmp_path_factory, smollm2):
+    """Two real runs of SmolLM2 on two MMLU subjects: 5-shot and 0-shot (each writes its report.html)."""
+    work = tmp_path_factory.mktemp("work")
     base = [
         "run",
         "--hf-path",
@@ -37,12 +41,17 @@ def test_fewshot_5_against_0_on_smollm2(tmp_path, smollm2, capsys):
         "--datasets",
         *TASKS,
         "--limit",
-        "10",
+        str(LIMIT),
         "-w",
         str(work),
     ]
     assert main([*base, "--run-id", "shot5", "--num-fewshot", "5"]) == 0
     assert main([*base, "--run-id", "shot0", "--num-fewshot", "0"]) == 0
+    return work
+
+
+def test_fewshot_5_against_0_on_smollm2(fewshot_runs, capsys):
+    work = fewshot_runs
     assert (work / "shot5" / "report.html").is_file() and (work / "shot0" / "report.html").is_file()
 
     cmp = compare_runs(load_run(work / "shot5"), load_run(work / "shot0"))
@@ -52,7 +61,7 @@ def test_fewshot_5_against_0_on_smollm2(tmp_path, smollm2, capsys):
     expected_flips = set()
     for task in TASKS:
         a, b = correct_by_doc(work / "shot5", task), correct_by_doc(work / "shot0", task)
-        assert sorted(a) == sorted(b) == list(range(10))
+        assert sorted(a) == sorted(b) == list(range(LIMIT))
         xa, xb = [a[d] for d in sorted(a)], [b[d] for d in sorted(a)]
         pooled_a += xa
         pooled_b += xb
@@ -74,3 +83,33 @@ def test_fewshot_5_against_0_on_smollm2(tmp_path, smollm2, capsys):
     assert main(["compare", str(work / "shot5"), str(work / "shot0"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert len(out["flipped"]) == len(expected_flips)
+
+
+def test_one_known_answer_changed_on_smollm2(fewshot_runs, tmp_path):
+    """The 5-shot run, and a copy whose journal has one doc's answer changed (the gold choice made the
+    most likely) and is re-scored with `--mode eval`: exactly that doc flips, wrong -> right."""
+    work = tmp_path / "work"
+    shutil.copytree(fewshot_runs / "shot5", work / "a")
+    shutil.copytree(fewshot_runs / "shot5", work / "b")
+    journal = work / "b" / "samples" / "smol" / "mmlu_astronomy.jsonl"
+    lines = [json.loads(x) for x in journal.read_text().splitlines()]
+    doc = next(s for s in lines if not s["correct"])
+    top = max(a["logprob"] for a in doc["answers"])
+    doc["answers"][doc["gold"]]["logprob"] = top + 1.0
+    journal.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert main(["run", "-r", str(work / "b"), "--mode", "eval", "-w", str(work)]) == 0
+
+    cmp = compare_runs(load_run(work / "a"), load_run(work / "b"))
+    assert cmp.warnings == []
+    assert [(f.task, f.doc_id, f.direction) for f in cmp.flipped] == [
+        ("mmlu_astronomy", doc["doc_id"], "wrong_to_right")
+    ]
+    (row,) = [r for r in cmp.rows if r.name == "mmlu_astronomy" and r.metric == "acc"]
+    right = sum(s["correct"] for s in lines)
+    table = FlipTable(both_right=right, right_to_wrong=0, wrong_to_right=1, both_wrong=LIMIT - right - 1)
+    assert row.stats.flips == table
+    assert (row.stats.p_exact, row.stats.p_value) == (1.0, 0.5)
+    assert (row.stats.low, row.stats.high) == pytest.approx(newcombe_paired_interval(table))
+    assert row.stats.delta == pytest.approx(1 / LIMIT) and row.stats.verdict == "within noise"
+    flip = cmp.flipped[0]
+    assert flip.margins_b[doc["gold"]] == pytest.approx(1.0) and flip.margins_a[doc["gold"]] < 0
