@@ -215,3 +215,31 @@ def test_failures_are_counted_and_kept():
     m = calculate(res.records, res.duration_s)
     assert m["failed"] == 2 and m["completed"] == 0
     assert all("ConnectError" in (r.error or "") for r in res.records)
+
+
+def _ab(tmp_path, stand_a, stand_b, rid):
+    from lmgauge.cli import main
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"p{i}", "output_len": 6}) + "\n" for i in range(6)))
+    argv = ["perf", "--api-url", stand_a.url, "--api-model", "m", "--ab-url", stand_b.url, "--ab-model", "m"]
+    argv += ["--dataset-path", str(prompts), "--num-prompts", "6", "--max-concurrency", "1", "--ab-repeats", "3"]
+    argv += ["--num-warmups", "0", "-w", str(tmp_path), "--run-id", rid]
+    assert main(argv) == 0
+    return json.loads((tmp_path / rid / "ab" / "ab.json").read_text())
+
+
+def test_ab_identical_servers_within_noise_and_a_known_difference(tmp_path):
+    a, same, slower = TimedStandIn(0.02, 1), TimedStandIn(0.02, 1), TimedStandIn(0.05, 1)
+    try:
+        eq = _ab(tmp_path, a, same, "eq")
+        diff = _ab(tmp_path, a, slower, "diff")
+    finally:
+        for s in (a, same, slower):
+            s.close()
+    assert eq["per_request"]["tpot_ms"]["n"] == 18 and eq["failed"] == {"A": 0, "B": 0}
+    assert eq["per_request"]["tpot_ms"]["verdict"] == "within noise"
+    assert eq["per_request"]["e2el_ms"]["verdict"] == "within noise"
+    d = diff["per_request"]["tpot_ms"]
+    assert d["verdict"] == "B higher" and d["ci95"][0] > 15  # 50 - 20 = 30 ms more per token
+    assert diff["per_run"]["request_throughput"]["mean_b"] < diff["per_run"]["request_throughput"]["mean_a"]

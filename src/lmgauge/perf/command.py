@@ -89,6 +89,10 @@ def add_parser(sub: Any) -> None:
     sv.add_argument("--percentiles", default="50,90,95,99", help="latency percentiles (default 50,90,95,99)")
     sv.add_argument("--goodput", nargs="+", metavar="NAME:MS", help="SLOs, e.g. ttft:200 tpot:50 e2el:2000")
     sv.add_argument("--timeout", type=float, default=600.0, help="seconds per request (default 600)")
+    sv.add_argument("--ab-url", metavar="URL", help="A/B: a second endpoint (B) given the same prompts and schedule")
+    sv.add_argument("--ab-model", help="model name on the B endpoint (default: the one its /v1/models lists)")
+    sv.add_argument("--ab-order", choices=["interleaved", "sequential"], default="interleaved")
+    sv.add_argument("--ab-repeats", type=int, default=3, metavar="N", help="A/B: runs per side (default 3)")
     p.set_defaults(func=cmd_perf)
 
 

@@ -68,3 +68,25 @@ def print_serving(results: Sequence[dict]) -> None:
             "no" if check.get("client_limited") else "yes",
         )
     console.print(table)
+
+
+def print_ab(result: dict) -> None:
+    table = Table(title=f"A/B at {result['point']}: B - A, paired bootstrap 95% interval")
+    for col in ("metric", "pairs", "A", "B", "B - A", "95% interval", "verdict"):
+        table.add_column(col, justify="right")
+    for group in ("per_request", "per_run"):
+        for name, r in result[group].items():
+            if "delta" not in r:
+                table.add_row(name, str(r["n"]), "", "", "", "", r["verdict"])
+                continue
+            table.add_row(
+                name,
+                str(r["n"]),
+                f"{r['mean_a']:.3f}",
+                f"{r['mean_b']:.3f}",
+                f"{r['delta']:+.3f}",
+                f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]",
+                r["verdict"],
+            )
+    console.print(table)
+    console.print(f"failed requests: A {result['failed']['A']}, B {result['failed']['B']}")

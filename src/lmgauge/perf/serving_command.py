@@ -116,6 +116,8 @@ def run_serving(args: argparse.Namespace) -> int:
             "goodput_ms": goodput or None,
         },
     )
+    if args.ab_url:
+        return _run_ab(args, run, root, manifest)
     log.info("perf run directory: %s (%d point(s), %d prompts, %s)", root, len(points), len(specs), url)
     results: list[dict] = []
 
@@ -153,3 +155,58 @@ def run_serving(args: argparse.Namespace) -> int:
     if status != "done":
         return 130 if status == "interrupted" else 1
     return 1 if all(r["completed"] == 0 for r in results) else 0
+
+
+def _run_ab(args: argparse.Namespace, run, root, manifest) -> int:
+    """The same prompts and schedule against --api-url (A) and --ab-url (B); paired differences."""
+    from dataclasses import replace
+
+    from lmgauge.perf.ab import compare, run_ab
+    from lmgauge.perf.console import print_ab
+    from lmgauge.perf.load import LoadSpec
+    from lmgauge.perf.serving import ServingError, point_result, resolve_endpoint, served_model
+    from lmgauge.runs.rundir import write_json_atomic
+
+    if len(run.points) > 1:
+        log.error("A/B compares one load point: give one --max-concurrency and one --request-rate")
+        manifest.finish("failed: A/B with a sweep")
+        return 2
+    try:
+        base_b, url_b, kind_b = resolve_endpoint(args.ab_url, args.endpoint, args.api_type)
+        model_b = args.ab_model or (None if kind_b == "lightllm" else served_model(base_b, run.endpoint.api_key))
+    except ServingError as e:
+        log.error("%s", e)
+        manifest.finish(f"failed: {e}")
+        return 2
+    ep_b = replace(run.endpoint, url=url_b, kind=kind_b, model=model_b)
+    point = run.points[0]
+    load = LoadSpec(
+        max_concurrency=point.max_concurrency,
+        request_rate=point.request_rate,
+        burstiness=run.burstiness,
+        duration_s=run.duration_s,
+        num_warmups=run.num_warmups,
+        seed=run.seed,
+        timeout_s=run.timeout_s,
+    )
+    manifest.set("ab", {"a": run.endpoint.url, "b": url_b, "order": args.ab_order, "repeats": args.ab_repeats})
+    log.info("A/B: %s vs %s, %d repeats, %s; %s", run.endpoint.url, url_b, args.ab_repeats, args.ab_order, root)
+    out = root / "ab"
+
+    def on_run(side: str, r: int, res) -> None:
+        sub = replace(run, endpoint=run.endpoint if side == "A" else ep_b)
+        write_json_atomic(out / f"{side}_{r}.json", point_result(sub, point, res))
+        log.info("A/B: %s repeat %d done (%d ok)", side, r + 1, sum(1 for x in res.records if x.success))
+
+    try:
+        a, b = run_ab(run.endpoint, ep_b, run.specs, load, args.ab_repeats, args.ab_order, run.tokenizer, on_run)
+    except (ValueError, RuntimeError) as e:
+        log.error("%s", e)
+        manifest.finish(f"failed: {e}")
+        return 1
+    result = {"a": run.endpoint.url, "b": url_b, "point": point.label, **compare(a, b, run.percentiles, run.seed)}
+    write_json_atomic(out / "ab.json", result)
+    manifest.finish("done")
+    print_ab(result)
+    log.info("wrote %s", out / "ab.json")
+    return 0
