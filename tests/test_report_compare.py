@@ -216,3 +216,31 @@ def test_compression_positions_get_their_own_view(tmp_path):
         report_data([load_run(write_run(tmp_path / "plain", {"mmlu_astronomy": ASTRONOMY}))])["runs"][0]["compression"]
         is None
     )
+
+
+def test_perf_results_in_the_run_directory_get_a_latency_section(tmp_path):
+    root = write_run(tmp_path / "p", {"mmlu_astronomy": ASTRONOMY})
+    (root / "serving").mkdir()
+    point = {
+        "label": "rateinf_conc4",
+        "completed": 40,
+        "failed": 0,
+        "max_concurrency": 4,
+        "request_rate": "inf",
+        "output_throughput": 512.5,
+        "mean_ttft_ms": 31.2,
+        "p99_ttft_ms": 80.0,
+    }
+    (root / "serving" / "rateinf_conc4.json").write_text(json.dumps(point))
+    (root / "serving" / "sweep.json").write_text(json.dumps({"points": []}))
+    (root / "performance_test_m_cpu_bs1.csv").write_text("batch_size,input_seq_len(Encoding)\n1,128\n")
+    perf = report_data([load_run(root)])["runs"][0]["perf"]
+    assert [p["label"] for p in perf["serving"]] == ["rateinf_conc4"]
+    assert perf["serving"][0]["output_throughput"] == 512.5 and perf["serving"][0]["mean_tpot_ms"] is None
+    assert perf["inprocess"] == [
+        {
+            "file": "performance_test_m_cpu_bs1.csv",
+            "header": ["batch_size", "input_seq_len(Encoding)"],
+            "rows": [["1", "128"]],
+        }
+    ]

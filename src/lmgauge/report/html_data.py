@@ -12,8 +12,11 @@ and the few-shot context every prompt of a task shares is stored once as the tas
 
 from __future__ import annotations
 
+import csv
+import json
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 from lmgauge.report.compare import Comparison
@@ -161,6 +164,45 @@ def compression_rows(run: LoadedRun) -> dict[str, list[dict[str, Any]]]:
     return {"rows": rows, "fidelity": fidelity}
 
 
+SERVING_KEYS = (
+    "completed",
+    "failed",
+    "max_concurrency",
+    "request_rate",
+    "request_throughput",
+    "output_throughput",
+    "mean_ttft_ms",
+    "p99_ttft_ms",
+    "mean_tpot_ms",
+    "p99_tpot_ms",
+    "mean_itl_ms",
+    "mean_e2el_ms",
+)
+
+
+def latency_data(root: Path) -> dict[str, Any] | None:
+    """`lmgauge perf` results written into the run directory (`lmgauge perf -w WORK --run-id RUN`):
+    each serving sweep point's vLLM-style summary, and the in-process SDK CSV tables."""
+    serving = []
+    for f in sorted((root / "serving").glob("*.json")):
+        if f.name == "sweep.json":
+            continue
+        try:
+            point = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            serving.append({"label": f.stem, "error": f"{f}: {e}"})
+            continue
+        serving.append({"label": point.get("label") or f.stem, **{k: point.get(k) for k in SERVING_KEYS}})
+    tables = []
+    for f in sorted(root.glob("performance_test_*.csv")):
+        rows = list(csv.reader(f.read_text(encoding="utf-8").splitlines()))
+        if rows:
+            tables.append({"file": f.name, "header": rows[0], "rows": rows[1:]})
+    if not serving and not tables:
+        return None
+    return {"serving": serving, "serving_keys": list(SERVING_KEYS), "inprocess": tables}
+
+
 def run_data(run: LoadedRun, key: str) -> dict[str, Any]:
     """Everything the page shows about one run."""
     manifest = run.manifest
@@ -246,7 +288,7 @@ def run_data(run: LoadedRun, key: str) -> dict[str, Any]:
         "compression": {**compression_rows(run), "manifest": manifest.get("compression")}
         if manifest.get("compression")
         else None,
-        "perf": manifest.get("perf"),
+        "perf": latency_data(run.root),
     }
 
 

@@ -179,7 +179,19 @@
     var s = section("timing", "Time and throughput");
     s.appendChild(table(["run", "model", "backend", "load s", "eval s", "tokens forwarded", "tokens/s", "peak RSS MB"], rows));
     DATA.runs.forEach(function (run) {
-      if (run.perf) { s.appendChild(el("h3", { text: "latency (" + run.key + ")" })); s.appendChild(el("pre", { text: JSON.stringify(run.perf, null, 2) })); }
+      var pf = run.perf;
+      if (!pf) return;
+      if (pf.serving.length) {
+        s.appendChild(el("h3", { text: "serving latency and throughput (" + run.key + ", lmgauge perf)" }));
+        s.appendChild(table(["point"].concat(pf.serving_keys), pf.serving.map(function (pt) {
+          if (pt.error) return el("tr", null, [el("td", { text: pt.label }), el("td", { cls: "err", text: pt.error })]);
+          return el("tr", null, [el("td", { text: pt.label })].concat(pf.serving_keys.map(function (k) { var v = pt[k]; return numCell(v, isNum(v) ? (Number.isInteger(v) ? String(v) : v.toFixed(2)) : v == null ? "-" : String(v)); })));
+        }), "serving-table-" + run.key));
+      }
+      pf.inprocess.forEach(function (t) {
+        s.appendChild(el("h3", { text: "in-process latency (" + run.key + "): " + t.file }));
+        s.appendChild(table(t.header, t.rows.map(function (r) { return el("tr", null, r.map(function (c) { return el("td", { cls: "num", text: c }); })); })));
+      });
     });
   })();
 
