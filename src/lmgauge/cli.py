@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     from lmgauge.opencompass import cli_hooks
 
     cli_hooks.add_arguments(run)
+    run.add_argument(
+        "--llamacpp-kld", action="store_true", help="compression config: print llama-perplexity's KLD block"
+    )
     api = run.add_argument_group("a model served over HTTP (docs/api-backends.md)")
     api.add_argument(
         "--api-url",
@@ -229,6 +232,10 @@ def cmd_run(args) -> int:
     from lmgauge.tasks.registry import UnknownTask
 
     _setup_logging(args.debug)
+    from lmgauge.compress.cli import cmd_compress, is_compression_file
+
+    if is_compression_file(args.config):  # llmc's keys (quant, eval.eval_pos): docs/compression.md
+        return cmd_compress(args)
     opts = RunOptions(
         max_num_workers=args.max_num_workers,
         max_partition_size=args.max_partition_size,

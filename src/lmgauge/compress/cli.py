@@ -1,0 +1,70 @@
+"""`lmgauge run compress.yaml`: a compression config (llmc's keys) routed here from cli.py."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from lmgauge.config import ConfigError
+
+log = logging.getLogger("lmgauge")
+
+
+def is_compression_file(path: str | None) -> bool:
+    """A .yaml/.yml file whose top level has `quant`, or `eval` with `eval_pos`."""
+    if not path or Path(path).suffix not in (".yaml", ".yml") or not Path(path).is_file():
+        return False
+    from lmgauge.compress.config import is_compression_config
+    from lmgauge.config import read_config_file
+
+    try:
+        return is_compression_config(read_config_file(path))
+    except ConfigError:
+        return False
+
+
+# run flags that mean something for one model of a plain run but not here: refused, not ignored
+_NOT_HERE = ("hf_path", "api_url", "datasets", "reuse", "dry_run", "slurm", "max_num_workers", "max_partition_size")
+
+
+def cmd_compress(args) -> int:
+    from lmgauge.compress.config import load_compression_config
+    from lmgauge.compress.report import append_to_summary, llamacpp_views
+    from lmgauge.compress.run import run_compression
+    from lmgauge.config import read_config_file
+    from lmgauge.report.console import RichProgress, print_summary
+    from lmgauge.report.summary import write_summary
+    from lmgauge.runs.rundir import RunDir
+    from lmgauge.tasks.registry import UnknownTask
+
+    given = [f"--{k.replace('_', '-')}" for k in _NOT_HERE if getattr(args, k, None) not in (None, False)]
+    if given:
+        log.error(
+            "%s: %s do not apply to a compression config (its model and tasks are in the file)",
+            args.config,
+            ", ".join(given),
+        )
+        return 2
+    try:
+        data = read_config_file(args.config)
+        for key in ("limit", "num_fewshot", "work_dir", "data_dir"):
+            if getattr(args, key, None) is not None:
+                data[key] = getattr(args, key)
+        cc = load_compression_config(data, args.config)
+        for key, attr in (("device", "device"), ("dtype", "torch_dtype")):
+            if getattr(args, key, None) is not None:
+                setattr(cc.model, attr, getattr(args, key))
+        if not Path(cc.model.path).expanduser().exists():
+            raise FileNotFoundError(f"{args.config}: model.path {cc.model.path!r} does not exist")
+        cc.run_config()  # tasks and corpora checked before the model loads
+    except (ConfigError, UnknownTask, FileNotFoundError, ValueError) as e:
+        log.error("%s", e)
+        return 2
+    rundir: RunDir = run_compression(cc, args.run_id, RichProgress())
+    models, rows = write_summary(rundir)
+    append_to_summary(rundir)
+    print_summary(models, rows, where=str(rundir.root / "summary.txt"))
+    if getattr(args, "llamacpp_kld", False):
+        print(llamacpp_views(rundir))
+    log.info("wrote %s (before/after in summary.md)", rundir.root)
+    return 0
