@@ -78,7 +78,13 @@ class TokenFidelity:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez_compressed(
-            tmp, kl=a["kl"], same_top=a["same_top"], nll_ref=a["nll_ref"], nll=a["nll"], window=a["window"], offset=a["offset"]
+            tmp,
+            kl=a["kl"],
+            same_top=a["same_top"],
+            nll_ref=a["nll_ref"],
+            nll=a["nll"],
+            window=a["window"],
+            offset=a["offset"],
         )
         tmp.replace(path)
 
