@@ -160,6 +160,8 @@ def test_float_weights_restore_the_float_model_exactly(tiny_llama_dir):
         assert torch.equal(model(ids).logits, quant)  # back to the quantized model
         fq.remove_act_quant()
         assert not torch.equal(model(ids).logits, quant)  # the activation quant was on
+        fq.restore()
+        assert torch.equal(model(ids).logits, ref)
 
 
 def test_activation_quant_sees_every_linear_input(tiny_llama_dir):

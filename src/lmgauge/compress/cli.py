@@ -32,6 +32,7 @@ def cmd_compress(args) -> int:
     from lmgauge.compress.report import append_to_summary, llamacpp_views
     from lmgauge.compress.run import run_compression
     from lmgauge.config import read_config_file
+    from lmgauge.models.quant import QuantError
     from lmgauge.report.console import RichProgress, print_summary
     from lmgauge.report.summary import write_summary
     from lmgauge.runs.rundir import RunDir
@@ -60,11 +61,18 @@ def cmd_compress(args) -> int:
     except (ConfigError, UnknownTask, FileNotFoundError, ValueError) as e:
         log.error("%s", e)
         return 2
-    rundir: RunDir = run_compression(cc, args.run_id, RichProgress())
+    try:
+        rundir: RunDir = run_compression(cc, args.run_id, RichProgress())
+    except QuantError as e:  # the scheme does not fit this model: said before anything was evaluated
+        log.error("%s: %s", args.config, e)
+        return 2
     models, rows = write_summary(rundir)
     append_to_summary(rundir)
     print_summary(models, rows, where=str(rundir.root / "summary.txt"))
     if getattr(args, "llamacpp_kld", False):
         print(llamacpp_views(rundir))
     log.info("wrote %s (before/after in summary.md)", rundir.root)
-    return 0
+    failed = [
+        p for p, meta in rundir.read_manifest()["compression"]["positions"].items() if meta.get("status") == "failed"
+    ]
+    return 1 if failed else 0

@@ -127,6 +127,11 @@ class QuantSection(_Strict):
     act: ActSection | None = None
     skip_layers: list[str] = Field(default_factory=lambda: ["lm_head"])  # lmgauge: Linear layers kept float
 
+    @model_validator(mode="after")
+    def _valid_scheme(self) -> QuantSection:
+        self.scheme()  # bits, granularity and group size checked now, before any model loads
+        return self
+
     def scheme(self) -> QuantScheme:
         try:
             return QuantScheme(self.weight.spec(), self.act.spec() if self.act else None, tuple(self.skip_layers))

@@ -38,7 +38,11 @@ def before_after_rows(rundir: RunDir) -> list[dict]:
             continue
         for metric, m in vs["metrics"].items():
             lower = metric in LOWER_IS_BETTER
-            badness = (m["recovery"] - 1.0) if lower else (1.0 - m["recovery"])
+            rec = m.get("recovery")
+            if rec is None or not math.isfinite(rec):  # pretrain scored 0: rank by the change itself
+                badness = m["delta"] if lower else -m["delta"]
+            else:
+                badness = (rec - 1.0) if lower else (1.0 - rec)
             row = {
                 "model": model,
                 "position": info["position"]["name"],
@@ -87,7 +91,7 @@ def markdown(rundir: RunDir) -> str:
         out.append(
             f"| {r['position']} | {r['kind']} | {r['task']} | {r['metric']} | {_f(r['pretrain'])} | {_f(r['value'])} "
             f"| {r['delta']:+.4f} | {interval} | {_f(r.get('p'))} | {_f(r.get('right_to_wrong'))} "
-            f"| {_f(r.get('wrong_to_right'))} | {r['recovery']:.6f} | {r.get('verdict', '—')} |"
+            f"| {_f(r.get('wrong_to_right'))} | {_f(r['recovery'], 6)} | {r.get('verdict', '—')} |"
         )
     fid = [(m, t, i) for m, t, i in _results(rundir) if i.get("fidelity", {}).get("n_positions")]
     if fid:

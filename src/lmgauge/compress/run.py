@@ -28,7 +28,7 @@ from lmgauge.compress.fidelity import TokenFidelity, summarize
 from lmgauge.compress.positions import PositionModel, logits_of
 from lmgauge.data.sources import set_data_dir
 from lmgauge.models import build_model
-from lmgauge.models.quant import FakeQuantized, quantize_model
+from lmgauge.models.quant import FakeQuantized, QuantError, plan_layers, quantize_model
 from lmgauge.runs.manifest import Manifest
 from lmgauge.runs.plan import TaskSpec, plan_tasks
 from lmgauge.runs.rundir import RunDir, safe_name, write_json_atomic
@@ -140,8 +140,15 @@ class CompressionRun:
 
     def run(self) -> RunDir:
         t0 = time.perf_counter()
-        hf = build_model(self.rc.models[0])
+        hf: Any = build_model(self.rc.models[0])  # an HFModel: its torch module is transformed in place
         load_s = time.perf_counter() - t0
+        if self.cc.quant is not None:
+            try:  # a scheme that cannot apply to this model: refused before any work
+                plan_layers(hf.model, self.cc.quant.scheme())
+            except QuantError as e:
+                self.manifest.data["error"] = str(e)
+                self.manifest.finish("failed")
+                raise
         positions = sorted(self.cc.eval.eval_pos, key=ORDER.__getitem__)
         status = "done"
         try:
@@ -224,13 +231,13 @@ class CompressionRun:
         out: dict[str, Any] = {"reference": self.cc.position_name("pretrain"), "metrics": {}}
         for metric, m in info.get("metrics", {}).items():
             b = base.get("metrics", {}).get(metric)
-            if not isinstance(m, dict) or not isinstance(b, dict) or b.get("value") in (None, 0):
+            if not isinstance(m, dict) or not isinstance(b, dict) or b.get("value") is None or m.get("value") is None:
                 continue
             row: dict[str, Any] = {
                 "pretrain": b["value"],
                 "value": m["value"],
                 "delta": m["value"] - b["value"],
-                "recovery": m["value"] / b["value"],
+                "recovery": m["value"] / b["value"] if b["value"] else math.nan,  # unrounded, llm-compressor's
             }
             paired = self._paired(task, pos, metric)
             if paired is not None:

@@ -176,6 +176,17 @@ class FakeQuantized:
                 modules[name].weight.data = w
             self._act_on[0] = True
 
+    def restore(self) -> None:
+        """Put the float weights back for good and remove the activation quant: the model is as it was."""
+        if not self._float and self.layers:
+            raise RuntimeError("the float weights were not kept (quantize_model(..., keep_float=True))")
+        modules = dict(self.model.named_modules())
+        for name, w in self._float.items():
+            modules[name].weight.data = w
+        self.remove_act_quant()
+        self._quant = dict(self._float)
+        self._float.clear()
+
     def release_float(self) -> None:
         """Drop the kept float weights (their memory) once no fidelity pass needs them."""
         self._float.clear()
@@ -203,12 +214,9 @@ def _tied_to_input_embeddings(model: Any, module: Any) -> bool:
     return emb is not None and getattr(emb, "weight", None) is module.weight
 
 
-def quantize_model(model: Any, scheme: QuantScheme, keep_float: bool = False) -> FakeQuantized:
-    """Fake-quantize every Linear of `model` not in `scheme.skip`, in place.
-
-    Every layer is checked (group size divides its width, no tied embedding) before any weight
-    changes, so a refused scheme leaves the model as it was.
-    """
+def plan_layers(model: Any, scheme: QuantScheme) -> tuple[list[tuple[str, Any]], list[str]]:
+    """(Linear layers to quantize, names skipped); raises QuantError naming the first layer the
+    scheme cannot apply to (a group size that does not divide its width, a tied embedding)."""
     import torch
 
     targets, skipped = [], []
@@ -231,6 +239,18 @@ def quantize_model(model: Any, scheme: QuantScheme, keep_float: bool = False) ->
         targets.append((name, module))
     if not targets:
         raise QuantError(f"no Linear layer left to quantize (skipped: {', '.join(skipped) or 'none'})")
+    return targets, skipped
+
+
+def quantize_model(model: Any, scheme: QuantScheme, keep_float: bool = False) -> FakeQuantized:
+    """Fake-quantize every Linear of `model` not in `scheme.skip`, in place.
+
+    Every layer is checked (group size divides its width, no tied embedding) before any weight
+    changes, so a refused scheme leaves the model as it was.
+    """
+    import torch
+
+    targets, skipped = plan_layers(model, scheme)
     fq = FakeQuantized(model, scheme, [n for n, _ in targets], skipped)
     with torch.no_grad():
         for name, module in targets:
@@ -260,6 +280,7 @@ __all__ = [
     "QuantSpec",
     "fake_quant_act",
     "fake_quant_weight",
+    "plan_layers",
     "quant_dequant_rows",
     "quantize_model",
 ]
