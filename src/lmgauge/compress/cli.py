@@ -27,11 +27,26 @@ def is_compression_file(path: str | None) -> bool:
 _NOT_HERE = ("hf_path", "api_url", "datasets", "reuse", "dry_run", "slurm", "max_num_workers", "max_partition_size")
 
 
+def check_corpora(cc) -> None:
+    """Every task builds and every perplexity corpus is found: before the model loads, not after
+    an hour of MMLU."""
+    from lmgauge.data.sources import set_data_dir
+    from lmgauge.runs.plan import plan_tasks
+
+    rc = cc.run_config()
+    set_data_dir(rc.data_dir)
+    for spec in plan_tasks(rc):
+        task = spec.build()
+        if getattr(task, "output_type", None) == "perplexity":
+            task.load()  # raises DataNotFound naming every place it looked
+
+
 def cmd_compress(args) -> int:
     from lmgauge.compress.config import load_compression_config
     from lmgauge.compress.report import append_to_summary, llamacpp_views
     from lmgauge.compress.run import run_compression
     from lmgauge.config import read_config_file
+    from lmgauge.data.sources import DataError
     from lmgauge.models.quant import QuantError
     from lmgauge.report.console import RichProgress, print_summary
     from lmgauge.report.summary import write_summary
@@ -57,8 +72,8 @@ def cmd_compress(args) -> int:
                 setattr(cc.model, attr, getattr(args, key))
         if not Path(cc.model.path).expanduser().exists():
             raise FileNotFoundError(f"{args.config}: model.path {cc.model.path!r} does not exist")
-        cc.run_config()  # tasks and corpora checked before the model loads
-    except (ConfigError, UnknownTask, FileNotFoundError, ValueError) as e:
+        check_corpora(cc)  # tasks and perplexity text checked before the model loads
+    except (ConfigError, UnknownTask, FileNotFoundError, ValueError, DataError) as e:
         log.error("%s", e)
         return 2
     try:
@@ -68,6 +83,10 @@ def cmd_compress(args) -> int:
         return 2
     models, rows = write_summary(rundir)
     append_to_summary(rundir)
+    if not getattr(args, "no_report", False):
+        from lmgauge.report.commands import write_run_report
+
+        write_run_report(rundir.root)
     print_summary(models, rows, where=str(rundir.root / "summary.txt"))
     if getattr(args, "llamacpp_kld", False):
         print(llamacpp_views(rundir))

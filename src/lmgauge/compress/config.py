@@ -243,11 +243,16 @@ class CompressConfig(_Strict):
 
 
 def _corpus_path(root: str | None, name: str) -> str | None:
-    """llmc keeps each corpus under eval.path/<name>; a path that is the corpus itself is used as is."""
+    """Where under eval.path a corpus is: llmc keeps each under eval.path/<name>; wikitext2 may be the
+    raw release's folder (wikitext-2-raw/) or HF's (wikitext-2-raw-v1/); else eval.path is the corpus."""
     if root is None:
         return None
     p = Path(root).expanduser()
-    return str(p / name) if (p / name).exists() else str(p)
+    subs = [name] + (["wikitext-2-raw", "wikitext-2-raw-v1"] if name == "wikitext2" else [])
+    for sub in subs:
+        if (p / sub).exists():
+            return str(p / sub)
+    return str(p)
 
 
 def is_compression_config(data: dict) -> bool:
