@@ -36,7 +36,7 @@ def check_corpora(cc) -> None:
     rc = cc.run_config()
     set_data_dir(rc.data_dir)
     for spec in plan_tasks(rc):
-        task = spec.build()
+        task = spec.build(rc.models[0].name)
         if getattr(task, "output_type", None) == "perplexity":
             task.load()  # raises DataNotFound naming every place it looked
 

@@ -104,7 +104,7 @@ class CompressionRun:
             return self._saved_folder(hf, name, info, "fake_quant_model")
         if self.fq is None:
             t0 = time.perf_counter()
-            need_float = any(_is_windows_ppl(s.build()) for s in self.specs)
+            need_float = any(_is_windows_ppl(s.build(self.rc.models[0].name)) for s in self.specs)
             self.fq = quantize_model(hf.model, self.cc.quant.scheme(), keep_float=need_float)
             info["transform_s"] = round(time.perf_counter() - t0, 3)
             log.info(
@@ -177,7 +177,7 @@ class CompressionRun:
         timings: dict[str, float] = {}
         try:
             for spec in self.specs:
-                task = spec.build()
+                task = spec.build(self.rc.models[0].name)
                 model.sink = TokenFidelity() if model.paired and _is_windows_ppl(task) else None
                 t1 = time.perf_counter()
                 try:
