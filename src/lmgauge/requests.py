@@ -7,7 +7,11 @@ out of the metrics (never scored as wrong), and the summary counts such samples.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -91,10 +95,17 @@ class TokenStats:
     naive: int = 0  # tokens a per-request run (lm-eval) would forward for the same requests
     scored: int = 0  # tokens whose logprob was read
     requests: int = 0
-    extra: dict = field(default_factory=dict)
 
     def add(self, other: TokenStats) -> None:
         self.forwarded += other.forwarded
         self.naive += other.naive
         self.scored += other.scored
         self.requests += other.requests
+
+
+def all_answered(results: Sequence[R | None]) -> list[R]:
+    """Results filled in by callbacks, once every request has one (a gap is a scheduler bug)."""
+    missing = [i for i, r in enumerate(results) if r is None]
+    if missing:
+        raise RuntimeError(f"no result for request(s) {missing[:10]} of {len(results)}")
+    return [r for r in results if r is not None]

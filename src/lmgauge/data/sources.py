@@ -114,7 +114,7 @@ class CsvSource:
                     raise DataError(
                         f"{self.path}:{line}: expected {len(names)} columns ({', '.join(names)}), got {len(raw)}"
                     )
-                row = dict(zip(names, raw))
+                row: dict[str, str | int] = dict(zip(names, raw))
                 row["_source_line"] = line
                 rows.append(row)
         return rows

@@ -15,7 +15,7 @@ from lmgauge.engine.batching import token_budget_batches
 from lmgauge.engine.prefix import prefix_groups
 from lmgauge.engine.protocol import TokenModel
 from lmgauge.engine.truncation import generation_room, keep_last
-from lmgauge.requests import GenerateRequest, GenerateResult, TokenStats
+from lmgauge.requests import GenerateRequest, GenerateResult, TokenStats, all_answered
 
 
 def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
@@ -103,7 +103,7 @@ def _decode_batch(
         step_ids = torch.tensor([[tokens[k][-1]] for k in live])
         mask = torch.cat([mask, torch.ones(len(live), 1, dtype=mask.dtype)], dim=-1)
         positions = positions[:, -1:] + 1
-    return out  # type: ignore[return-value]
+    return all_answered(out)
 
 
 def generate_until(
@@ -124,9 +124,9 @@ def generate_until(
 
     def finish(indices: list[int], outs: list[tuple[str, int, str]]) -> None:
         for i, (text, n, reason) in zip(indices, outs):
-            results[i] = GenerateResult(text, n, truncated[i], reason)
+            result = results[i] = GenerateResult(text, n, truncated[i], reason)
             if on_result is not None:
-                on_result(i, results[i])
+                on_result(i, result)
 
     if getattr(model, "prefix_reuse", False):
         groups, alone = prefix_groups(prompts, [len(p) - 1 for p in prompts])
@@ -148,4 +148,4 @@ def generate_until(
             finish(idx, _decode_batch(model, state, p, rows, [requests[i] for i in idx], stats))
     if stats is not None:
         stats.requests += len(requests)
-    return results  # type: ignore[return-value]
+    return all_answered(results)

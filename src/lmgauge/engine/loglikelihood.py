@@ -21,6 +21,7 @@ from lmgauge.requests import (
     RollingRequest,
     RollingResult,
     TokenStats,
+    all_answered,
 )
 
 Pair = tuple[list[int], list[int]]  # (context ids, continuation ids)
@@ -82,9 +83,9 @@ def score_pairs(
             row_targets.append([])
             row_requests.append([])
         first = max(0, len(keep) - len(cont) - 1)
-        targets = [(p, keep[p + 1]) for p in range(first, len(keep) - 1)]
-        row_requests[r].append((i, len(row_targets[r]), len(targets)))
-        row_targets[r].extend(targets)
+        pair_targets = [(p, keep[p + 1]) for p in range(first, len(keep) - 1)]
+        row_requests[r].append((i, len(row_targets[r]), len(pair_targets)))
+        row_targets[r].extend(pair_targets)
 
     def deliver(r: int, row_scores: list[tuple[float, bool]]) -> None:
         for i, start, n in row_requests[r]:
@@ -138,14 +139,14 @@ def score_loglikelihood(
     results: list[LoglikelihoodResult | None] = [None] * len(requests)
 
     def done(i: int, logprob: float, greedy: bool, trunc: int) -> None:
-        results[i] = LoglikelihoodResult(logprob, greedy, len(pairs[i][1]), trunc)
+        result = results[i] = LoglikelihoodResult(logprob, greedy, len(pairs[i][1]), trunc)
         if on_result is not None:
-            on_result(i, results[i])
+            on_result(i, result)
 
     score_pairs(model, pairs, done, stats)
     if stats is not None:
         stats.requests += len(requests)
-    return results  # type: ignore[return-value]
+    return all_answered(results)
 
 
 def _document_windows(model: TokenModel, r: RollingRequest) -> tuple[list[Pair], int]:
@@ -190,9 +191,9 @@ def score_rolling(
     results: list[RollingResult | None] = [None] * len(requests)
 
     def finish(i: int) -> None:
-        results[i] = RollingResult(totals[i], n_tokens[i], n_windows[i])
+        result = results[i] = RollingResult(totals[i], n_tokens[i], n_windows[i])
         if on_result is not None:
-            on_result(i, results[i])
+            on_result(i, result)
 
     def done(j: int, logprob: float, greedy: bool, trunc: int) -> None:
         o = owner[j]
@@ -208,4 +209,4 @@ def score_rolling(
             finish(i)
     if stats is not None:
         stats.requests += len(requests)
-    return results  # type: ignore[return-value]
+    return all_answered(results)

@@ -29,7 +29,7 @@ def _common_len(a: Sequence[int], b: Sequence[int], cap: int) -> int:
 
 
 def prefix_groups(
-    rows: Sequence[Sequence[int]], first_scored: Sequence[int], min_prefix: int = MIN_PREFIX
+    rows: Sequence[list[int]], first_scored: Sequence[int], min_prefix: int = MIN_PREFIX
 ) -> tuple[list[PrefixGroup], list[int]]:
     """Groups of >= 2 rows sharing a prefix, and the rows left alone.
 
