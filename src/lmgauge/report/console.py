@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from lmgauge.report.summary import ROW_KEYS, _fmt
@@ -15,7 +25,7 @@ console = Console(stderr=True)
 class RichProgress(ProgressBase):
     def __init__(self) -> None:
         self._p: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
 
     def start(self, description: str, total: int) -> None:
         self.stop()
@@ -34,7 +44,7 @@ class RichProgress(ProgressBase):
         self._task = self._p.add_task(description, total=total)
 
     def advance(self, n: int = 1) -> None:
-        if self._p is not None:
+        if self._p is not None and self._task is not None:
             self._p.advance(self._task, n)
 
     def stop(self) -> None:
@@ -71,9 +81,9 @@ def print_summary(models: list[str], rows: list[dict], where: str | None = None)
 def print_task_list(pattern: str | None) -> None:
     """One row per task; families with many members (MMLU's 57 subjects) fold into one row
     unless a pattern asks for them."""
-    import lmgauge.tasks  # noqa: F401
-    from lmgauge.tasks.registry import REGISTRY
+    from lmgauge.tasks.registry import REGISTRY, load_builtin_tasks
 
+    load_builtin_tasks()
     table = Table(title="lmgauge tasks")
     for col in ("task", "modes", "data", "description"):
         table.add_column(col)
@@ -112,10 +122,10 @@ def _data_status(name: str) -> str:
     from lmgauge.data.sources import HubSource
     from lmgauge.tasks.registry import build, options_schema
 
-    takes_split = "split" in options_schema(name).model_fields
-    for options in ({}, {"split": "validation"} if takes_split else None):
-        if options is None:
-            continue
+    tries: list[dict[str, Any]] = [{}]
+    if "split" in options_schema(name).model_fields:
+        tries.append({"split": "validation"})
+    for options in tries:
         try:
             task = build(name, **options)
         except ValueError as e:  # an option without a default (ppl's path)

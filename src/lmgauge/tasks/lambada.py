@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lmgauge.data import HubSource, JsonlDocsSource
+from lmgauge.data import HubSource, JsonlDocsSource, Source
 from lmgauge.tasks.base import DocSet
 from lmgauge.tasks.options import TaskOptions
 from lmgauge.tasks.registry import register
@@ -31,8 +31,8 @@ class LambadaOptions(TaskOptions):
 def make_lambada(o: LambadaOptions) -> TargetTask:
     split, path = o.split, o.path
 
-    def candidates():
-        out = []
+    def candidates() -> list[Source]:
+        out: list[Source] = []
         if path and (path.endswith(".jsonl") or path.endswith(".jsonl.gz")):
             out.append(JsonlDocsSource(Path(path)))
             path_arg = None

