@@ -11,7 +11,7 @@ import pytest
 
 from lmgauge.cli import main
 from lmgauge.config import ConfigError, read_config_file, validate
-from lmgauge.runs.coordinator import model_key
+from lmgauge.runs.resume import model_key
 from lmgauge.runs.plan import plan_tasks
 from lmgauge.tasks.options import OptionError, TaskOptions
 from lmgauge.tasks.registry import REGISTRY, build

@@ -1,20 +1,41 @@
-"""Command line: flags -> calls, no logic of its own. OpenCompass' spelling where it has one."""
+"""Command line: flags -> calls, no logic of its own. OpenCompass' spelling where it has one.
+
+A room adds its subcommands with one line in ROOMS, "module:function": the function adds them to
+the subparsers, each with `set_defaults(func=...)` (a function of the parsed args returning the
+exit code).
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 log = logging.getLogger("lmgauge")
+
+ROOMS: tuple[str, ...] = (
+    "lmgauge.perf.command:add_parser",  # perf
+    "lmgauge.report.commands:add_parsers",  # report, compare, export
+)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lmgauge", description="Measure language models: accuracy, perplexity, speed.")
     sub = p.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_builtin(sub)
+    for room in ROOMS:
+        module, _, function = room.partition(":")
+        getattr(importlib.import_module(module), function)(sub)
+    return p
 
+
+def _add_run(sub) -> None:
     run = sub.add_parser("run", help="evaluate models on tasks (no arguments: the embedded default)")
+    run.set_defaults(func=cmd_run)
     run.add_argument("config", nargs="?", help="a .py or .yaml config with `models` and `datasets`")
     run.add_argument("--hf-path", help="HF model folder or .gguf file (adds a model)")
     run.add_argument("--hf-abbr", "--abbr", dest="abbr", help="name of the --hf-path model in results")
@@ -100,31 +121,33 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="times a shard whose worker or job died is run again (default 2)",
     )
-    ex.add_argument("--slurm", action="store_true", help="run shards as Slurm jobs")
+    ex.add_argument("--slurm", action="store_true", help="run shards as Slurm jobs (--executor slurm)")
+    ex.add_argument(
+        "--executor",
+        metavar="NAME",
+        help="inline, pool, slurm or another registered in lmgauge/runs/executors (default: from the flags above)",
+    )
     ex.add_argument("-p", "--partition", help="Slurm partition")
     ex.add_argument("-q", "--qos", help="Slurm QOS")
     ex.add_argument("--slurm-time", type=int, metavar="MIN", help="Slurm time limit per job, minutes")
 
+
+def _add_builtin(sub) -> None:
     ls = sub.add_parser("list", help="tasks, their variants, and whether their data is found")
+    ls.set_defaults(func=cmd_list)
     ls.add_argument("pattern", nargs="?", help="only names containing this")
     ls.add_argument("--data-dir")
 
     sm = sub.add_parser("summary", help="re-render the summary of a run directory")
+    sm.set_defaults(func=cmd_summary)
     sm.add_argument("run_dir")
-
-    from lmgauge.perf.command import add_parser as add_perf_parser
-
-    add_perf_parser(sub)
 
     wk = sub.add_parser(
         "worker", help="(internal) run shards of a planned run; what pool processes and Slurm jobs call"
     )
+    wk.set_defaults(func=cmd_worker)
     wk.add_argument("run_dir")
     wk.add_argument("shards", nargs="+", metavar="SHARD_ID")
-    from lmgauge.report.commands import add_parsers as add_report_parsers  # report, compare, export
-
-    add_report_parsers(sub)
-    return p
 
 
 def _setup_logging(debug: bool, log_file: Path | None = None) -> None:
@@ -154,167 +177,38 @@ def _close_log_files() -> None:
             h.close()
 
 
-def _raw_config(args) -> dict:
-    from lmgauge.config import read_config_file
-    from lmgauge.defaults import DEFAULT_SUITE, default_model
-
-    data = (
-        read_config_file(args.config, args.oc_root) if args.config else dict(getattr(args, "config_data", None) or {})
-    )
-    models = list(data.get("models") or [])
-    if args.hf_path:
-        m = {"path": args.hf_path}
-        if args.abbr:
-            m["abbr"] = args.abbr
-        models.append(m)
-    if args.api_url:
-        served = {
-            "api_url": args.api_url,
-            "api_model": args.api_model,
-            "api_key_env": args.api_key_env,
-            "api_type": args.api_type,
-            "tokenizer_path": args.api_tokenizer,
-            "api_chat": args.api_chat or None,
-            "api_stream": args.api_stream or None,
-            "concurrency": args.concurrency,
-            "timeout": args.timeout,
-            "retries": args.retries,
-            "abbr": None if args.hf_path else args.abbr,
-        }
-        models.append({k: v for k, v in served.items() if v is not None})
-    overrides = {
-        "tokenizer_path": args.tokenizer_path,
-        "batch_size": args.batch_size,
-        "token_budget": args.token_budget,
-        "max_seq_len": args.max_seq_len,
-        "dtype": args.dtype,
-        "device": args.device,
-        "bos": args.bos,
-        "trust_remote_code": args.trust_remote_code or None,
-    }
-    if not models:
-        models = [default_model()]
-    models = [
-        {**m, **{k: v for k, v in overrides.items() if v is not None}} if isinstance(m, dict) else m for m in models
-    ]
-    data["models"] = models
-    if args.datasets:
-        data["datasets"] = list(args.datasets)
-    elif not data.get("datasets"):
-        data["datasets"] = DEFAULT_SUITE
-    for key in ("limit", "num_fewshot", "seed", "work_dir", "data_dir"):
-        if getattr(args, key) is not None:
-            data[key] = getattr(args, key)
-    if args.allow_weak_sandbox:
-        data["allow_weak_sandbox"] = True
-    return data
-
-
 def cmd_run(args) -> int:
-    from lmgauge.config import ConfigError, validate
-    from lmgauge.data.sources import set_data_dir
+    from lmgauge.opencompass import cli_hooks
     from lmgauge.report.console import RichProgress, print_summary
     from lmgauge.report.summary import write_summary
-    from lmgauge.runs.coordinator import (
-        RunOptions,
-        available_devices,
-        check_space,
-        execute,
-        find_run,
-        format_plan,
-        previous_partition,
-    )
-    from lmgauge.runs.manifest import Manifest
-    from lmgauge.runs.plan import plan_shards, plan_tasks
-    from lmgauge.runs.rundir import RunDir
-    from lmgauge.scoring.sandbox import SandboxUnavailable
-    from lmgauge.tasks.code import prepare_sandbox
-    from lmgauge.tasks.registry import UnknownTask
+    from lmgauge.runs.launch import LaunchError, RunRequest, execute_run, open_run_dir, prepare
 
     _setup_logging(args.debug)
     from lmgauge.compress.cli import cmd_compress, is_compression_file
 
     if is_compression_file(args.config):  # llmc's keys (quant, eval.eval_pos): docs/compression.md
         return cmd_compress(args)
-    opts = RunOptions(
-        max_num_workers=args.max_num_workers,
-        max_partition_size=args.max_partition_size,
-        mode=args.mode,
-        retries=args.retry,
-        debug=args.debug,
-        slurm=args.slurm,
-        partition=args.partition,
-        qos=args.qos,
-        slurm_time_min=args.slurm_time,
-    )
-    rundir = None
     try:
-        if args.mode == "eval" and not args.reuse:
-            raise ValueError("--mode eval re-scores the answers of a previous run: give -r [RUN]")
-        if args.reuse:
-            rundir = find_run(args.work_dir or "outputs", args.reuse)
-            if args.max_partition_size is None:  # the same shards as before, unless asked otherwise
-                opts.max_partition_size = args.max_partition_size = previous_partition(rundir)
-            if not (args.config or args.hf_path or args.datasets):  # `-r` alone: the run's own config
-                args.config_data = rundir.read_manifest()["config"]
-        from lmgauge.opencompass import cli_hooks
-
-        raw = cli_hooks.apply(_raw_config(args), args, opts)
-        cfg = validate(
-            raw, args.config or ("run.json of " + str(rundir.root) if rundir and not args.config else "command line")
-        )
-        set_data_dir(cfg.data_dir)
-        specs = plan_tasks(cfg)
-        # code tasks' programs run where shards are scored: here, or in Slurm jobs that check their node
-        here = args.mode == "eval" or (args.mode == "all" and not args.slurm)
-        prepare_sandbox([s.build(cfg.models[0].name) for s in specs] if here else [], cfg.allow_weak_sandbox)
-        if args.mode != "eval":
-            for m in cfg.models:
-                if m.backend == "hf" and not Path(m.path).expanduser().exists():
-                    raise FileNotFoundError(
-                        f"model {m.name}: path {m.path!r} does not exist (an HF model folder or a .gguf file)"
-                    )
-        estimate = args.dry_run or bool(args.max_partition_size) or opts.executor != "inline"
-        shards = plan_shards(cfg, specs, args.max_partition_size, estimate=estimate)
-    except (ConfigError, UnknownTask, FileNotFoundError, ValueError, SandboxUnavailable) as e:
+        prepared = prepare(RunRequest.from_args(args), lambda raw, req: cli_hooks.apply(raw, req, SimpleNamespace()))
+        if args.dry_run:
+            print(prepared.plan_text())
+            return 0
+        rundir = open_run_dir(prepared)
+    except LaunchError as e:
         log.error("%s", e)
         return 2
-    if args.dry_run:
-        print(format_plan(cfg, shards, opts, available_devices()))
-        return 0
-    try:
-        check_space(rundir.root if rundir else cfg.work_dir, shards)
-        rundir = rundir or RunDir.create(cfg.work_dir, args.run_id)
-    except OSError as e:
-        log.error("%s", e)
-        return 2
-    _setup_logging(args.debug, rundir.root / "logs" / "run.log")
-    manifest = (Manifest.resume if args.reuse else Manifest)(rundir, cfg.model_dump(mode="json"))
-    log.info(
-        "run directory: %s (%d tasks x %d models, %d shard(s))%s",
-        rundir.root,
-        len(specs),
-        len(cfg.models),
-        len(shards),
-        f"; continuing, mode {args.mode}" if args.reuse else "",
-    )
-    outcomes, interrupted = execute(cfg, specs, shards, rundir, manifest, opts, RichProgress())
-    failed = sum(1 for o in outcomes if not o.ok and o.complete)
-    incomplete = sum(1 for o in outcomes if not o.complete)
-    status = "interrupted" if interrupted else ("incomplete" if incomplete and args.mode != "infer" else "done")
+    _setup_logging(args.debug, rundir.run_log)
+    finished = execute_run(prepared, rundir, RichProgress())
     models, rows = write_summary(rundir)
-    manifest.finish(status if not failed else f"{status} ({failed} task(s) failed)")
     if args.mode != "infer" and not args.no_report:
         from lmgauge.report.commands import write_run_report
 
         write_run_report(rundir.root)
     if args.mode != "infer":
-        print_summary(models, rows, where=str(Path(rundir.root) / "summary.txt"))
+        print_summary(models, rows, where=str(rundir.summary("txt")))
     log.info("wrote %s", rundir.root)
     _close_log_files()
-    if interrupted:
-        return 130
-    return 1 if failed or (incomplete and args.mode != "infer") else 0
+    return finished.exit_code
 
 
 def cmd_worker(args) -> int:
@@ -339,19 +233,17 @@ def cmd_summary(args) -> int:
     from lmgauge.report.summary import write_summary
     from lmgauge.runs.rundir import RunDir
 
-    root = Path(args.run_dir)
-    if not (root / "results").is_dir():
-        print(f"{root}: not a run directory (no results/)", file=sys.stderr)
+    rundir = RunDir(Path(args.run_dir))
+    if not rundir.results_root.is_dir():
+        print(f"{rundir.root}: not a run directory (no results/)", file=sys.stderr)
         return 2
-    print_summary(*write_summary(RunDir(root)), where=str(Path(root) / "summary.txt"))
+    print_summary(*write_summary(rundir), where=str(rundir.summary("txt")))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if hasattr(args, "func"):  # subcommands that register themselves (report/commands.py)
-        return args.func(args)
-    return {"run": cmd_run, "list": cmd_list, "summary": cmd_summary, "worker": cmd_worker}[args.command](args)
+    return args.func(args)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from pathlib import Path
 
 from lmgauge.runs.rundir import RunDir
 
@@ -85,8 +84,7 @@ def render_csv(models: list[str], rows: list[dict]) -> str:
 
 def write_summary(rundir: RunDir) -> tuple[list[str], list[dict]]:
     models, rows = summary_rows(rundir)
-    root = Path(rundir.root)
-    (root / "summary.txt").write_text(render_txt(models, rows), encoding="utf-8")
-    (root / "summary.md").write_text(render_md(models, rows), encoding="utf-8")
-    (root / "summary.csv").write_text(render_csv(models, rows), encoding="utf-8")
+    rundir.summary("txt").write_text(render_txt(models, rows), encoding="utf-8")
+    rundir.summary("md").write_text(render_md(models, rows), encoding="utf-8")
+    rundir.summary("csv").write_text(render_csv(models, rows), encoding="utf-8")
     return models, rows

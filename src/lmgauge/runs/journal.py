@@ -28,6 +28,7 @@ from lmgauge.requests import (
     RollingResult,
 )
 from lmgauge.runs.layout import RunLayout
+from lmgauge.runs.records import SampleRecord
 from lmgauge.runs.rundir import dumps, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -162,8 +163,8 @@ class JournalWriter:
                     f.truncate(good_end)
         self._f = path.open("a", encoding="utf-8")
 
-    def append(self, record: dict) -> None:
-        self._f.write(dumps(record) + "\n")
+    def append(self, record: SampleRecord | dict) -> None:
+        self._f.write(dumps(record.to_json() if isinstance(record, SampleRecord) else record) + "\n")
         self._f.flush()  # in the OS as soon as written: a killed process loses nothing; fsync at close
 
     def close(self) -> None:

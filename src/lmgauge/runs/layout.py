@@ -92,8 +92,17 @@ class RunLayout:
     def journal_key(self, model: str, task: str) -> Path:
         return self.samples_dir(model) / f"{safe_name(task)}.key.json"
 
+    def stale_root(self, model: str) -> Path:
+        return self.samples_dir(model) / ".stale"
+
     def stale_dir(self, model: str, stamp: str) -> Path:
-        return self.samples_dir(model) / ".stale" / stamp
+        return self.stale_root(model) / stamp
+
+    def tasks_with_journals(self, model: str) -> list[str]:
+        """Task names (file-system form) with a journal file, merged or per shard."""
+        folder = self.samples_dir(model)
+        files = folder.glob("*.jsonl") if folder.is_dir() else []
+        return sorted({SHARD_JOURNAL.sub("", p.name) if SHARD_JOURNAL.search(p.name) else p.stem for p in files})
 
     # results
     @property

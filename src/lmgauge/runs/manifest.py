@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 import platform
 import subprocess
 import sys
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-from lmgauge.runs.records import FORMAT
+from lmgauge.runs.reader import RunDirError, read_record
+from lmgauge.runs.records import (
+    FORMAT,
+    JobAttempt,
+    ModelInfo,
+    RunManifest,
+    ShardEntry,
+    ShardMarker,
+    ShardRecord,
+    TaskStatus,
+    TokenCounts,
+)
 from lmgauge.runs.rundir import RunDir
+
+log = logging.getLogger(__name__)
 
 PACKAGES = (
     "lmgauge",
@@ -26,27 +41,12 @@ PACKAGES = (
 
 
 def package_versions() -> dict[str, str | None]:
-    out = {}
+    out: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = None
-    return out
-
-
-def peak_memory() -> dict:
-    """Peak resident memory of this process so far, and of the CUDA allocator where there is one."""
-    import resource
-
-    out = {"rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            out["cuda_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    except ImportError:
-        pass
     return out
 
 
@@ -68,80 +68,140 @@ def git_sha() -> str | None:
         return None
 
 
+def _host() -> dict[str, str]:
+    return {"node": platform.node(), "python": platform.python_version(), "platform": platform.platform()}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
 class Manifest:
-    def __init__(self, rundir: RunDir, config: dict, argv: list[str] | None = None) -> None:
+    """The one writer of run.json: every change goes through a method here and is saved at once
+    (atomically), so the file is valid at any moment of a run."""
+
+    def __init__(self, rundir: RunDir, record: RunManifest) -> None:
         self.rundir = rundir
-        self.data = {
-            "format": FORMAT,
-            "run_id": rundir.root.name,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "finished": None,
-            "status": "running",
-            "argv": argv if argv is not None else sys.argv[1:],
-            "config": config,
-            "models": {},
-            "tasks": {},
-            "versions": package_versions(),
-            "git_sha": git_sha(),
-            "host": {"node": platform.node(), "python": platform.python_version(), "platform": platform.platform()},
-            "timings": {},
-        }
+        self.record = record
         self._t0 = time.perf_counter()
+
+    @classmethod
+    def create(cls, rundir: RunDir, config: dict, argv: list[str] | None = None) -> Manifest:
+        record = RunManifest(
+            run_id=rundir.root.name,
+            started=_now(),
+            finished=None,
+            status="running",
+            argv=argv if argv is not None else sys.argv[1:],
+            config=config,
+            models={},
+            tasks={},
+            versions=package_versions(),
+            git_sha=git_sha(),
+            host=_host(),
+            timings={},
+        )
+        self = cls(rundir, record)
         self.save()
+        return self
 
     @classmethod
     def resume(cls, rundir: RunDir, config: dict, argv: list[str] | None = None) -> Manifest:
-        """The run.json of a run continued with -r: its history kept, this attempt added."""
-        self = cls.__new__(cls)
-        self.rundir = rundir
+        """The run.json of a run continued with -r: its history kept, this attempt added; written
+        in this code's format from now on (a format-1 run continues as format 2)."""
+        now = _now()
         try:
-            old = rundir.read_manifest()
-        except (OSError, ValueError):
-            old = {}
-        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        fresh = {"format": FORMAT, "run_id": rundir.root.name, "started": now, "models": {}, "tasks": {}, "timings": {}}
-        self.data = {**fresh, **old}
-        self.data.update(
-            {
+            old = read_record(rundir.manifest, RunManifest)
+        except (OSError, RunDirError) as e:
+            log.warning("%s: unreadable (%s); starting a new one", rundir.manifest, e)
+            old = RunManifest(run_id=rundir.root.name, started=now)
+        record = old.model_copy(
+            update={
+                "format": FORMAT,
                 "finished": None,
                 "status": "running",
                 "argv": argv if argv is not None else sys.argv[1:],
                 "config": config,
                 "versions": package_versions(),
                 "git_sha": git_sha(),
-                "host": {"node": platform.node(), "python": platform.python_version(), "platform": platform.platform()},
+                "host": _host(),
+                "resumed": [*(old.resumed or []), now],
             }
         )
-        self.data.setdefault("resumed", []).append(now)
-        self._t0 = time.perf_counter()
+        self = cls(rundir, record)
         self.save()
         return self
 
-    def job_event(self, shard_ids: list[str], record: dict) -> None:
-        """A worker process or Slurm job of these shards started or ended (job ids, states, attempts)."""
-        for sid in shard_ids:
-            jobs = self.data.setdefault("shards", {}).setdefault(sid, {}).setdefault("jobs", [])
-            key = ("job_id", record["job_id"]) if "job_id" in record else ("pid", record.get("pid"))
-            same = [j for j in jobs if j.get(key[0]) == key[1] and j.get("attempt") == record.get("attempt")]
-            if same:
-                same[0].update(record)
-            else:
-                jobs.append(dict(record))
-        self.save()
+    @property
+    def config(self) -> dict:
+        return self.record.config
 
     def save(self) -> None:
-        self.rundir.write_manifest(self.data)
+        self.rundir.write_manifest(self.record.to_json())
 
-    def model_loaded(self, name: str, description: dict) -> None:
-        self.data["models"][name] = description
+    def planned(self, shards: list[ShardRecord], executor: str) -> None:
+        """The shards of this attempt (their plan fields; attempts already recorded are kept)."""
+        for s in shards:
+            fields = s.to_json()
+            fields.pop("id")
+            entry = self.record.shards.get(s.id)
+            jobs = entry.jobs if entry is not None else []
+            self.record.shards[s.id] = ShardEntry.model_validate({**(entry.to_json() if entry else {}), **fields})
+            self.record.shards[s.id].jobs = jobs
+        self.record.executor = executor
         self.save()
 
-    def task_done(self, model: str, task: str, info: dict) -> None:
-        self.data["tasks"].setdefault(model, {})[task] = info
+    def executor_failed(self, error: str) -> None:
+        self.record.executor_error = error
+        self.save()
+
+    def job_event(self, shard_ids: list[str], event: dict) -> None:
+        """A worker process or Slurm job of these shards started or ended (job ids, states, attempts)."""
+        for sid in shard_ids:
+            entry = self.record.shards.setdefault(sid, ShardEntry())
+            key = "job_id" if "job_id" in event else "pid"
+            same = [j for j in entry.jobs if getattr(j, key) == event.get(key) and j.attempt == event.get("attempt", 1)]
+            if same:
+                merged = JobAttempt.model_validate({**same[0].to_json(), **event})
+                entry.jobs = [merged if j is same[0] else j for j in entry.jobs]
+            else:
+                entry.jobs = [*entry.jobs, JobAttempt.model_validate(event)]  # assigned: written from now on
+        self.save()
+
+    def models_from_markers(self, markers: list[ShardMarker]) -> None:
+        """run.json's model entries from what the workers reported in their markers (inline,
+        pool and Slurm alike): description and load time, summed tokens and time, peak memory."""
+        per_model: dict[str, list[ShardMarker]] = {}
+        for m in markers:
+            per_model.setdefault(m.shard.model, []).append(m)
+        for name, ms in per_model.items():
+            info: dict[str, Any] = self.record.models[name].to_json() if name in self.record.models else {}
+            loads = [m.model_info for m in ms if m.model_info]
+            for described in loads:
+                info.update(described)
+            if any(d.get("status") != "failed" for d in loads):
+                info.pop("status", None)  # it loaded in the end (a retry)
+                info.pop("error", None)
+            done = [m for m in ms if m.status == "done"]
+            if done:
+                info["tokens"] = TokenCounts(
+                    **{k: sum(getattr(m.tokens, k) for m in done) for k in TokenCounts.model_fields}
+                )
+            walls = [m.wall_s for m in ms if m.wall_s is not None]
+            if walls:  # summed over workers: the model's share of the machine, not the run's wall time
+                info["eval_s"] = round(sum(walls) + sum(d.get("load_s") or 0 for d in loads), 3)
+            peaks = [m.peak_memory for m in ms if m.peak_memory]
+            if peaks:
+                info["peak_memory"] = {k: max(p.get(k, 0) for p in peaks) for k in peaks[0]}
+            self.record.models[name] = ModelInfo.model_validate(info)
+        self.save()
+
+    def task_done(self, model: str, task: str, status: TaskStatus) -> None:
+        self.record.tasks.setdefault(model, {})[task] = status
         self.save()
 
     def finish(self, status: str, **timings: float) -> None:
-        self.data["status"] = status
-        self.data["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        self.data["timings"] = {"total_s": round(time.perf_counter() - self._t0, 3), **timings}
+        self.record.status = status
+        self.record.finished = _now()
+        self.record.timings = {"total_s": round(time.perf_counter() - self._t0, 3), **timings}
         self.save()

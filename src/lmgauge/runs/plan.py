@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 
 from lmgauge.config import RunConfig
 from lmgauge.requests import GenerateRequest, LoglikelihoodRequest, RollingRequest
-from lmgauge.runs.rundir import safe_name
+from lmgauge.runs.layout import safe_name
+from lmgauge.runs.records import ShardRecord
 from lmgauge.tasks.base import Task
 from lmgauge.tasks.registry import build, expand, options_schema
 
@@ -48,12 +49,16 @@ class Shard:
         end = "end" if self.stop is None else str(self.stop)
         return f"{safe_name(self.model)}__{safe_name(self.task)}__{self.start}-{end}"
 
+    def record(self) -> ShardRecord:
+        return ShardRecord(id=self.id, **asdict(self))
+
     def to_json(self) -> dict:
-        return {"id": self.id, **asdict(self)}
+        return self.record().to_json()
 
     @classmethod
-    def from_json(cls, d: dict) -> Shard:
-        return cls(**{k: v for k, v in d.items() if k != "id"})
+    def from_json(cls, d: ShardRecord | dict) -> Shard:
+        r = d if isinstance(d, ShardRecord) else ShardRecord.model_validate(d)
+        return cls(r.model, r.task, r.start, r.stop, r.whole, r.est_tokens, r.n_docs)
 
 
 def plan_tasks(cfg: RunConfig) -> list[TaskSpec]:

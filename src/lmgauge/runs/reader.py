@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from lmgauge.runs import journal
-from lmgauge.runs.layout import SHARD_JOURNAL, RunLayout, safe_name
+from lmgauge.runs.layout import RunLayout, safe_name
 from lmgauge.runs.records import (
     FORMAT,
     GroupResult,
@@ -120,10 +120,7 @@ class Run:
         groups = set(self.groups(model))
         known = {safe_name(n) for n in names} | {safe_name(g) for g in groups}
         found: list[str] = []
-        folder = self.layout.samples_dir(model)
-        if folder.is_dir():
-            for p in folder.glob("*.jsonl"):
-                found.append(SHARD_JOURNAL.sub("", p.name) if SHARD_JOURNAL.search(p.name) else p.stem)
+        found += self.layout.tasks_with_journals(model)
         rdir = self.layout.results_dir(model)
         if rdir.is_dir():
             found += [p.stem for p in rdir.glob("*.json")]

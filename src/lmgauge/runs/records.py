@@ -13,20 +13,33 @@ older reader passes through what a newer writer added and nothing on disk is los
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 FORMAT = 2  # what this code writes
 
+Mode = Literal["all", "infer", "eval"]  # --mode: answer and score, answer only, re-score saved answers
+
 
 class Record(BaseModel):
-    """Keys a later format adds are kept (and written back), never dropped."""
+    """Keys a later format adds are kept (and written back), never dropped.
+
+    Written: every field the record was built or assigned with, its extra keys, and its
+    collections (a dict or list filled in place later is never left out)."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+    _write_empty_collections: ClassVar[bool] = True
+
+    @model_validator(mode="after")
+    def _collections_are_written(self) -> Record:
+        if self._write_empty_collections:
+            fields = type(self).model_fields
+            self.__pydantic_fields_set__.update(n for n, f in fields.items() if f.default_factory is not None)
+        return self
 
     def to_json(self) -> dict[str, Any]:
-        """The dict written to disk: every field this record was built with, extra keys included."""
+        """The dict written to disk."""
         return self.model_dump(mode="python", exclude_unset=True)
 
 
@@ -88,7 +101,7 @@ class PlanRecord(Versioned):
     """plan.json: what `lmgauge worker` processes and Slurm jobs read."""
 
     config: dict[str, Any]
-    mode: Literal["all", "infer", "eval"] = "all"
+    mode: Mode = "all"
     max_partition_size: int | None = None
     shards: list[ShardRecord]
 
@@ -106,13 +119,17 @@ class ShardMarker(Versioned):
     computed: int = 0
     reused: int = 0
     errors: int = 0
-    timing: dict[str, float] = Field(default_factory=dict)
-    tokens: TokenCounts = Field(default_factory=TokenCounts)
+    timing: dict[str, float] | None = None  # done markers: as in results, for this shard
+    tokens: TokenCounts | None = None
     host: str | None = None
     pid: int | None = None
     devices: str | None = None
     slurm_job_id: str | None = None
-    model_info: dict[str, Any] | None = None  # the model's description, from the first shard a worker ran
+    wall_s: float | None = None  # the shard from start to marker
+    peak_memory: dict[str, float] | None = None  # of the worker process so far (rss_mb, cuda_allocated_mb)
+    # the model as its worker loaded it (describe() and load_s), on the first shard a worker ran;
+    # {"status": "failed", "error": ...} on every shard of a model that did not load
+    model_info: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------- run.json
@@ -139,7 +156,9 @@ class ShardEntry(Record):
     whole: bool | None = None
     est_tokens: int | None = None
     n_docs: int | None = None
-    jobs: list[JobAttempt] = Field(default_factory=list)
+    jobs: list[JobAttempt] = Field(default_factory=list)  # none for inline runs
+
+    _write_empty_collections: ClassVar[bool] = False
 
 
 class ModelInfo(Record):
@@ -186,7 +205,7 @@ class RunManifest(Versioned):
     executor: str | None = None
     executor_error: str | None = None
     shards: dict[str, ShardEntry] = Field(default_factory=dict)
-    resumed: list[str] = Field(default_factory=list)
+    resumed: list[str] | None = None  # times the run was continued with -r
     versions: dict[str, str | None] = Field(default_factory=dict)
     git_sha: str | None = None
     host: dict[str, str] = Field(default_factory=dict)
@@ -274,6 +293,8 @@ class SampleRecord(Record):
     continuations: list[str] | None = None
     text_chars: int | None = None  # perplexity tasks: the text's length instead of the text
 
+    _write_empty_collections: ClassVar[bool] = False  # a line has the keys its task gave it, no more
+
     @property
     def is_answer(self) -> bool:
         """The model answered (an `error` line is a failure to retry, not an answer)."""
@@ -325,6 +346,9 @@ class GroupResult(ResultBase):
     metrics: dict[str, GroupMetric] = Field(default_factory=dict)
     subjects: dict[str, dict[str, MetricValue]] = Field(default_factory=dict)
     categories: dict[str, dict[str, GroupMetric]] = Field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "is_group": True}  # what tells a reader it is a group
 
 
 Result = TaskResult | GroupResult

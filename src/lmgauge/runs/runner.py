@@ -8,7 +8,6 @@ shard that never finished (interrupted) is left unmerged for `-r` to complete.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass, field
 
@@ -16,9 +15,10 @@ from lmgauge.models.base import LanguageModel
 from lmgauge.runs.journal import TaskJournal, is_answer, results_from
 from lmgauge.runs.manifest import Manifest
 from lmgauge.runs.plan import Shard, TaskSpec
-from lmgauge.runs.records import FORMAT
+from lmgauge.runs.reader import read_record
+from lmgauge.runs.records import GroupResult, ShardMarker, TaskResult, TaskStatus, TokenCounts
 from lmgauge.runs.rundir import RunDir
-from lmgauge.runs.worker import Progress, prompt_fields, read_marker, run_shard_safely, scored_record
+from lmgauge.runs.worker import Progress, read_marker, run_shard_safely, sample_record
 from lmgauge.scoring.aggregate import group_summary, metric_summary
 from lmgauge.tasks.base import Task
 
@@ -37,12 +37,16 @@ class TaskOutcome:
     complete: bool = True
 
 
-def _sum(dicts: list[dict]) -> dict:
-    out: dict = {}
-    for d in dicts:
-        for k, v in d.items():
-            out[k] = round(out.get(k, 0) + v, 3) if isinstance(v, float) else out.get(k, 0) + v
+def _sum_timing(markers: list[ShardMarker]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for m in markers:
+        for k, v in (m.timing or {}).items():
+            out[k] = round(out.get(k, 0) + v, 3)
     return out
+
+
+def _sum_tokens(markers: list[ShardMarker]) -> TokenCounts:
+    return TokenCounts(**{k: sum(getattr(m.tokens, k) for m in markers if m.tokens) for k in TokenCounts.model_fields})
 
 
 def _rescored(task: Task, records: list[dict], rescore_all: bool) -> tuple[list[dict], bool]:
@@ -56,91 +60,82 @@ def _rescored(task: Task, records: list[dict], rescore_all: bool) -> tuple[list[
     for r in todo:
         d = r["doc_id"]
         requests = task.requests(docs[d], d)
-        new = scored_record(task, docs[d], d, results_from(r["answers"], requests))
-        new["answers"] = r["answers"]
-        new.update(prompt_fields(requests))
-        by_id[d] = new
+        by_id[d] = sample_record(task, docs[d], d, requests, results_from(r["answers"], requests)).to_json()
     return [by_id.get(r["doc_id"], r) for r in records], True
 
 
-def _done(manifest: Manifest | None, model: str, task: str, info: dict) -> None:
+def _done(manifest: Manifest | None, model: str, task: str, **status) -> None:
     if manifest is not None:
-        manifest.task_done(model, task, info)
+        manifest.task_done(model, task, TaskStatus(**status))
 
 
 def finalize_task(
     rundir: RunDir, spec: TaskSpec, model: str, shards: list[Shard], manifest: Manifest | None, mode: str = "all"
 ) -> TaskOutcome:
-    markers = [read_marker(rundir, s.id) for s in shards]
-    failed = [m for m in markers if m and m.get("status") == "failed"]
+    found = [read_marker(rundir, s.id) for s in shards]
+    failed = [m for m in found if m and m.status == "failed"]
     if failed:
-        msg = failed[0]["error"]
-        _done(manifest, model, spec.name, {"status": "failed", "error": msg})
+        msg = failed[0].error or "failed"
+        _done(manifest, model, spec.name, status="failed", error=msg)
         return TaskOutcome(spec.name, False, error=msg)
-    if any(m is None for m in markers):
-        _done(
-            manifest,
-            model,
-            spec.name,
-            {"status": "incomplete", "shards_done": sum(m is not None for m in markers), "shards": len(shards)},
-        )
+    markers = [m for m in found if m is not None]
+    if len(markers) < len(found):
+        _done(manifest, model, spec.name, status="incomplete", shards_done=len(markers), shards=len(shards))
         return TaskOutcome(spec.name, False, error="incomplete", complete=False)
     task = spec.build(model)
-    n_docs = markers[0]["n_docs"]
+    first = markers[0]
+    n_docs = first.n_docs or 0
     journal = TaskJournal(rundir, model, spec.name)
     records = [rec for d, (rec, _) in sorted(journal.records().items()) if d < n_docs]
     if len(records) < n_docs:  # cannot happen unless journal files were removed by hand
-        _done(manifest, model, spec.name, {"status": "incomplete", "missing_docs": n_docs - len(records)})
+        _done(manifest, model, spec.name, status="incomplete", missing_docs=n_docs - len(records))
         return TaskOutcome(spec.name, False, error="incomplete", complete=False)
     if mode == "infer":
         journal.merge()
-        _done(manifest, model, spec.name, {"status": "inferred", "version": task.version, "n": n_docs})
+        _done(manifest, model, spec.name, status="inferred", version=task.version, n=n_docs)
         return TaskOutcome(spec.name, False, error="inferred (no scores: --mode infer)", complete=False)
     records, changed = _rescored(task, records, rescore_all=(mode == "eval"))
     journal.merge(records if changed else None)
     samples = [r for r in records if "error" not in r]
     errored = [r for r in records if "error" in r]
     if not samples and not errored:
-        msg = f"ValueError: {spec.name}: no docs to evaluate ({markers[0]['data_source']} has {markers[0]['n_available']}, limit {spec.limit})"
-        _done(manifest, model, spec.name, {"status": "failed", "error": msg})
+        msg = f"ValueError: {spec.name}: no docs to evaluate ({first.data_source} has {first.n_available}, limit {spec.limit})"
+        _done(manifest, model, spec.name, status="failed", error=msg)
         return TaskOutcome(spec.name, False, error=msg)
-    info = {
-        "format": FORMAT,
-        "task": task.name,
-        "version": task.version,
-        "model": model,
-        "group": task.group,
-        "subject": task.subject,
-        "category": task.category,
-        "output_type": task.output_type,
-        "data_source": markers[0]["data_source"],
-        "n": len(samples),
-        "n_errors": len(errored),
-        "n_available": markers[0]["n_available"],
-        "limit": spec.limit,
-        "options": spec.options,
-        "truncated_samples": sum(1 for s in samples if s.get("truncated")),
-        "metrics": task.aggregate(samples) if samples else {},
-        "timing": _sum([m["timing"] for m in markers]),
-        "tokens": _sum([m["tokens"] for m in markers]),
-    }
+    result = TaskResult(
+        task=task.name,
+        version=task.version,
+        model=model,
+        group=task.group,
+        subject=task.subject,
+        category=task.category,
+        output_type=task.output_type,
+        data_source=first.data_source,
+        n=len(samples),
+        n_errors=len(errored),
+        n_available=first.n_available,
+        limit=spec.limit,
+        options=spec.options,
+        truncated_samples=sum(1 for s in samples if s.get("truncated")),
+        metrics=task.aggregate(samples) if samples else {},
+        timing=_sum_timing(markers),
+        tokens=_sum_tokens(markers),
+        **task.result_extras(samples),  # e.g. a code task's sandbox summary
+    )
     if len(shards) > 1:
-        info["shards"] = len(shards)
-    info.update(task.result_extras(samples))
-    rundir.write_results(model, task.name, info)
+        result.shards = len(shards)
+    rundir.write_results(model, task.name, result)
     _done(
         manifest,
         model,
         task.name,
-        {
-            "status": "done",
-            "version": info["version"],
-            "n": info["n"],
-            "timing": info["timing"],
-            "tokens": info["tokens"],
-            "computed": sum(m.get("computed", 0) for m in markers),
-            "reused": sum(m.get("reused", 0) for m in markers),
-        },
+        status="done",
+        version=result.version,
+        n=result.n,
+        timing=result.timing,
+        tokens=result.tokens,
+        computed=sum(m.computed for m in markers),
+        reused=sum(m.reused for m in markers),
     )
     return TaskOutcome(task.name, True, samples, task)
 
@@ -157,49 +152,50 @@ def finalize_model(
         except Exception as e:  # a scorer that fails on re-scoring: that task only
             msg = f"{type(e).__name__}: {e}"
             log.error("%s | %s failed: %s", model, spec.name, msg)
-            _done(manifest, model, spec.name, {"status": "failed", "error": msg})
+            _done(manifest, model, spec.name, status="failed", error=msg)
             outcomes.append(TaskOutcome(spec.name, False, error=msg))
     for group, info in group_results(model, outcomes).items():
         rundir.write_results(model, group, info)
     return outcomes
 
 
-def group_results(model: str, outcomes: list[TaskOutcome]) -> dict[str, dict]:
+def group_results(model: str, outcomes: list[TaskOutcome]) -> dict[str, GroupResult]:
     """Per group (e.g. mmlu): micro and macro averages, per subject and per category."""
-    groups: dict[str, list[TaskOutcome]] = {}
+    groups: dict[str, list[tuple[TaskOutcome, Task]]] = {}
     for o in outcomes:
         if o.ok and o.task_obj is not None and o.task_obj.group:
-            groups.setdefault(o.task_obj.group, []).append(o)
+            groups.setdefault(o.task_obj.group, []).append((o, o.task_obj))
     out = {}
     for group, members in groups.items():
-        metric_names = [
-            m for m in members[0].task_obj.metric_names() if all(m in o.task_obj.metric_names() for o in members)
-        ]
-        per_metric, subjects, categories = {}, {}, {}
+        first = members[0][1]
+        metric_names = [m for m in first.metric_names() if all(m in t.metric_names() for _, t in members)]
+        per_metric: dict[str, dict] = {}
+        subjects: dict[str, dict[str, dict]] = {}
+        categories: dict[str, dict[str, dict]] = {}
         for m in metric_names:
-            per_member = {o.task: [s["metrics"][m] for s in o.samples] for o in members}
+            per_member = {o.task: [s["metrics"][m] for s in o.samples] for o, _ in members}
             per_metric[m] = group_summary(per_member)
-            for o in members:
+            for o, _ in members:
                 subjects.setdefault(o.task, {})[m] = metric_summary(per_member[o.task])
             by_cat: dict[str, dict[str, list[float]]] = {}
-            for o in members:
-                if o.task_obj.category:
-                    by_cat.setdefault(o.task_obj.category, {})[o.task] = per_member[o.task]
+            for o, t in members:
+                if t.category:
+                    by_cat.setdefault(t.category, {})[o.task] = per_member[o.task]
             for cat, cat_members in sorted(by_cat.items()):
                 categories.setdefault(cat, {})[m] = group_summary(cat_members)
-        out[group] = {
-            "format": FORMAT,
-            "task": group,
-            "is_group": True,
-            "model": model,
-            "members": [o.task for o in members],
-            "versions": {o.task: o.task_obj.version for o in members},
-            "version": _combined_version([o.task_obj.version for o in members]),
-            "n": sum(len(o.samples) for o in members),
-            "metrics": per_metric,
-            "subjects": subjects,
-            "categories": categories,
-        }
+        out[group] = GroupResult.model_validate(
+            {
+                "task": group,
+                "model": model,
+                "members": [o.task for o, _ in members],
+                "versions": {o.task: t.version for o, t in members},
+                "version": _combined_version([t.version for _, t in members]),
+                "n": sum(len(o.samples) for o, _ in members),
+                "metrics": per_metric,
+                "subjects": subjects,
+                "categories": categories,
+            }
+        )
     return out
 
 
@@ -213,10 +209,10 @@ def run_task(
     """One whole task in this process, results written: (samples, results info). For scripts."""
     shard = Shard(model.name, task.name, 0, None, True)
     built = TaskSpec(spec.name, spec.mode, spec.options, spec.limit, lambda _model: task)
-    info = run_shard_safely(model, built, shard, rundir, progress)
-    if info["status"] != "done":
-        raise RuntimeError(info["error"])
+    marker = run_shard_safely(model, built, shard, rundir, progress)
+    if marker.status != "done":
+        raise RuntimeError(marker.error)
     outcome = finalize_task(rundir, built, model.name, [shard], None)
     if not outcome.ok:
         raise RuntimeError(outcome.error)
-    return outcome.samples, json.loads(rundir.results(model.name, task.name).read_text(encoding="utf-8"))
+    return outcome.samples, read_record(rundir.results(model.name, task.name), TaskResult).to_json()

@@ -1,64 +1,34 @@
 """Inline: every shard in this process, one model loaded at a time, progress bars on the console.
-`--debug` and single-worker runs use it."""
+`--debug` and single-worker runs use it. It runs shards exactly as a worker process does
+(`run_job`), markers included."""
 
 from __future__ import annotations
 
-import logging
-import time
-
-from lmgauge.config import RunConfig
-from lmgauge.models import ModelError, build_model
-from lmgauge.runs.executors import Job
-from lmgauge.runs.manifest import Manifest, peak_memory
-from lmgauge.runs.plan import TaskSpec
-from lmgauge.runs.rundir import RunDir
-from lmgauge.runs.worker import Progress, fail_shards, run_shard_safely
-
-log = logging.getLogger(__name__)
+from lmgauge.runs.executors.base import ExecutionContext, Executor, Job, register
+from lmgauge.runs.plan import Shard
+from lmgauge.runs.worker import run_job
 
 
-class InlineExecutor:
-    def __init__(
-        self,
-        rundir: RunDir,
-        cfg: RunConfig,
-        specs: list[TaskSpec],
-        manifest: Manifest,
-        progress: Progress,
-        score: bool = True,
-    ) -> None:
-        self.rundir = rundir
-        self.models = {m.name: m for m in cfg.models}
-        self.specs = {s.name: s for s in specs}
-        self.manifest = manifest
-        self.progress = progress
-        self.score = score
+@register("inline")
+class InlineExecutor(Executor):
+    @classmethod
+    def jobs_for(cls, model: str, shards: list[Shard], num_devices: int, workers: int) -> list[Job]:
+        return [Job(model, shards, num_devices)]  # one process: the model loaded once
 
-    def run(self, jobs: list[Job]) -> None:
-        for job in jobs:
-            mcfg = self.models[job.model]
-            t0 = time.perf_counter()
-            try:
-                model = build_model(mcfg)
-            except (ModelError, OSError, ValueError) as e:
-                log.error("model %s: %s", mcfg.name, e)
-                self.manifest.model_loaded(mcfg.name, {"status": "failed", "error": str(e)})
-                fail_shards(self.rundir, job.shards, f"model {mcfg.name}: {e}")
-                continue
-            self.manifest.model_loaded(mcfg.name, {**model.describe(), "load_s": round(time.perf_counter() - t0, 3)})
-            try:
-                for shard in job.shards:
-                    run_shard_safely(model, self.specs[shard.task], shard, self.rundir, self.progress, self.score)
-            finally:
-                self.progress.stop()
-                info = self.manifest.data["models"][mcfg.name]
-                info["tokens"] = {
-                    "forwarded": model.stats.forwarded,
-                    "per_request_baseline": model.stats.naive,
-                    "scored": model.stats.scored,
-                    "requests": model.stats.requests,
-                }
-                info["peak_memory"] = peak_memory()
-                info["eval_s"] = round(time.perf_counter() - t0, 3)
-                self.manifest.save()
-                del model
+    def __init__(self, ctx: ExecutionContext) -> None:
+        super().__init__(ctx)
+        self.queue: list[Job] = []
+
+    def submit(self, jobs: list[Job]) -> None:
+        self.queue += jobs
+
+    def wait(self) -> None:
+        models = {m.name: m for m in self.ctx.cfg.models}
+        specs = {s.name: s for s in self.ctx.specs}
+        while self.queue:
+            job = self.queue.pop(0)
+            run_job(self.ctx.rundir, models[job.model], specs, job.shards, self.ctx.progress, self.ctx.options.score)
+
+    def cancel(self) -> None:
+        """Ctrl-C already stopped this process's shard; its journal was closed on the way out."""
+        self.queue.clear()

@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from lmgauge.runs.executors import Job
+from lmgauge.runs.executors.base import ExecutionContext, Executor, Job, register
 from lmgauge.runs.rundir import RunDir
 from lmgauge.runs.worker import read_marker
 
@@ -40,28 +40,30 @@ class _Running:
     started: float
 
 
-class LocalPool:
-    def __init__(
-        self, rundir: RunDir, max_workers: int, devices: list[str], retries: int = 2, on_job=None, poll_s: float = 0.2
-    ) -> None:
-        self.rundir = rundir
-        self.max_workers = max(1, max_workers)
-        self.devices = devices
-        self.retries = retries
-        self.on_job = on_job or (lambda job, record: None)
-        self.poll_s = poll_s
+@register("pool")
+class LocalPool(Executor):
+    poll_s = 0.2
+
+    def __init__(self, ctx: ExecutionContext) -> None:
+        super().__init__(ctx)
+        self.rundir = ctx.rundir
+        self.max_workers = max(1, ctx.options.workers)
+        self.devices = ctx.devices
+        self.retries = ctx.options.retries
+        self.on_job = ctx.report
         self.threads = max(1, (os.cpu_count() or 1) // self.max_workers)
+        self.queue: list[Job] = []
+        self.running: list[_Running] = []
 
     def _start(self, job: Job, devices: list[str]) -> _Running:
-        logs = self.rundir.root / "logs" / "workers"
-        logs.mkdir(parents=True, exist_ok=True)
+        path = self.rundir.worker_log(job.log_name, job.attempt)
+        path.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         if self.devices:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
         else:
             env["LMGAUGE_NUM_THREADS"] = str(self.threads)
             env["OMP_NUM_THREADS"] = str(self.threads)
-        path = logs / f"{job.log_name}.attempt{job.attempt}.log"
         with path.open("w", encoding="utf-8") as out:
             proc = subprocess.Popen(
                 worker_command(self.rundir, job.shard_ids), stdout=out, stderr=subprocess.STDOUT, env=env
@@ -86,38 +88,40 @@ class LocalPool:
         )
         return _Running(job, proc, devices, time.perf_counter())
 
-    def run(self, jobs: list[Job]) -> None:
-        queue = list(jobs)
-        too_big = [j for j in queue if self.devices and j.num_devices > len(self.devices)]
+    def submit(self, jobs: list[Job]) -> None:
+        too_big = [j for j in jobs if self.devices and j.num_devices > len(self.devices)]
         if too_big:
             raise ValueError(
                 f"model {too_big[0].model} needs {too_big[0].num_devices} devices per worker; this machine has {len(self.devices)}"
             )
+        self.queue += jobs
+
+    def wait(self) -> None:
+        queue, running = self.queue, self.running
         free = list(self.devices)
-        running: list[_Running] = []
-        try:
-            while queue or running:
-                # start what fits: a worker slot, and its devices (jobs beyond the free devices wait)
-                for job in list(queue):
-                    if len(running) >= self.max_workers:
-                        break
-                    need = job.num_devices if self.devices else 0
-                    if need > len(free):
-                        continue
-                    mine, free = free[:need], free[need:]
-                    queue.remove(job)
-                    running.append(self._start(job, mine))
-                time.sleep(self.poll_s)
-                for r in list(running):
-                    code = r.proc.poll()
-                    if code is None:
-                        continue
-                    running.remove(r)
-                    free.extend(r.devices)
-                    self._finished(r, code, queue)
-        except KeyboardInterrupt:
-            self._stop_all(running)
-            raise
+        while queue or running:
+            # start what fits: a worker slot, and its devices (jobs beyond the free devices wait)
+            for job in list(queue):
+                if len(running) >= self.max_workers:
+                    break
+                need = job.num_devices if self.devices else 0
+                if need > len(free):
+                    continue
+                mine, free = free[:need], free[need:]
+                queue.remove(job)
+                running.append(self._start(job, mine))
+            time.sleep(self.poll_s)
+            for r in list(running):
+                code = r.proc.poll()
+                if code is None:
+                    continue
+                running.remove(r)
+                free.extend(r.devices)
+                self._finished(r, code, queue)
+
+    def cancel(self) -> None:
+        self._stop_all(self.running)
+        self.running.clear()
 
     def _finished(self, r: _Running, code: int, queue: list[Job]) -> None:
         left = unfinished(self.rundir, r.job)

@@ -17,9 +17,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from lmgauge.runs.executors import Job
+from lmgauge.runs.executors.base import ExecutionContext, Executor, Job, register
 from lmgauge.runs.executors.pool import unfinished, worker_command
-from lmgauge.runs.rundir import RunDir
+from lmgauge.runs.plan import Shard
 
 log = logging.getLogger(__name__)
 
@@ -81,29 +81,30 @@ def job_states(job_ids: list[str], completion_file: Path | None) -> dict[str, st
     return states
 
 
-class SlurmExecutor:
-    def __init__(
-        self,
-        rundir: RunDir,
-        partition: str | None = None,
-        qos: str | None = None,
-        max_jobs: int = 32,
-        retries: int = 2,
-        time_limit_min: int | None = None,
-        on_job=None,
-        poll_s: float = 1.0,
-    ) -> None:
-        self.rundir = rundir
-        self.partition = partition
-        self.qos = qos
-        self.max_jobs = max(1, max_jobs)
-        self.retries = retries
-        self.time_limit_min = time_limit_min
-        self.on_job = on_job or (lambda job, record: None)
-        self.poll_s = poll_s
+@register("slurm")
+class SlurmExecutor(Executor):
+    default_workers = 32  # jobs queued or running at once
+    local_devices = False  # a job's GPUs come from --gres
+    on_this_machine = False  # a job checks its node's sandbox itself
+    poll_s = 1.0
+
+    def __init__(self, ctx: ExecutionContext) -> None:
+        super().__init__(ctx)
+        self.rundir = ctx.rundir
+        self.partition = ctx.options.partition
+        self.qos = ctx.options.qos
+        self.max_jobs = max(1, ctx.options.workers)
+        self.retries = ctx.options.retries
+        self.time_limit_min = ctx.options.time_limit_min
+        self.on_job = ctx.report
+        self.queue: list[Job] = []
+        self.active: dict[str, Job] = {}
+
+    @classmethod
+    def jobs_for(cls, model: str, shards: list[Shard], num_devices: int, workers: int) -> list[Job]:
+        return [Job(model, [s], num_devices) for s in shards]  # one batch job per shard
 
     def sbatch_command(self, job: Job) -> list[str]:
-        logs = self.rundir.root / "logs" / "slurm"
         cmd = [
             "sbatch",
             "--parsable",
@@ -114,7 +115,7 @@ class SlurmExecutor:
             "-n",
             "1",
             "-o",
-            str(logs / f"{job.log_name}.attempt{job.attempt}.%j.out"),
+            str(self.rundir.slurm_log(job.log_name, job.attempt)),
             "-D",
             os.getcwd(),
         ]
@@ -129,40 +130,42 @@ class SlurmExecutor:
         return cmd + ["--wrap", shlex.join(worker_command(self.rundir, job.shard_ids))]
 
     def _submit(self, job: Job) -> str:
-        (self.rundir.root / "logs" / "slurm").mkdir(parents=True, exist_ok=True)
+        self.rundir.slurm_log(job.log_name, job.attempt).parent.mkdir(parents=True, exist_ok=True)
         job_id = _run(self.sbatch_command(job)).strip().split(";")[0]
         log.info("slurm job %s: %s (attempt %d)", job_id, ", ".join(job.shard_ids), job.attempt)
         self.on_job(job, {"job_id": job_id, "attempt": job.attempt, "state": "PENDING", "submitted": time.time()})
         return job_id
 
-    def run(self, jobs: list[Job]) -> None:
+    def submit(self, jobs: list[Job]) -> None:
+        self.queue += jobs
+
+    def wait(self) -> None:
         completion = job_completion_file()
-        queue = list(jobs)
-        active: dict[str, Job] = {}
+        queue, active = self.queue, self.active
         unknown: dict[str, int] = {}
-        try:
-            while queue or active:
-                while queue and len(active) < self.max_jobs:
-                    job = queue.pop(0)
-                    active[self._submit(job)] = job
-                time.sleep(self.poll_s)
-                states = job_states(list(active), completion)
-                for job_id in active:
-                    if job_id not in states:  # forgotten by scontrol and not in a completion file
-                        unknown[job_id] = unknown.get(job_id, 0) + 1
-                        if unknown[job_id] * self.poll_s > 120:
-                            states[job_id] = "UNKNOWN_ENDED"
-                for job_id, state in states.items():
-                    if state.split()[0] not in ENDED and state != "UNKNOWN_ENDED":
-                        continue
-                    self._ended(active.pop(job_id), job_id, state, queue)
-        except KeyboardInterrupt:
-            if active:
-                log.warning("cancelling slurm jobs %s", ", ".join(active))
-                subprocess.run(["scancel", *active], capture_output=True, timeout=60)
-                for job_id, job in active.items():
-                    self.on_job(job, {"job_id": job_id, "attempt": job.attempt, "state": "CANCELLED"})
-            raise
+        while queue or active:
+            while queue and len(active) < self.max_jobs:
+                job = queue.pop(0)
+                active[self._submit(job)] = job
+            time.sleep(self.poll_s)
+            states = job_states(list(active), completion)
+            for job_id in active:
+                if job_id not in states:  # forgotten by scontrol and not in a completion file
+                    unknown[job_id] = unknown.get(job_id, 0) + 1
+                    if unknown[job_id] * self.poll_s > 120:
+                        states[job_id] = "UNKNOWN_ENDED"
+            for job_id, state in states.items():
+                if state.split()[0] not in ENDED and state != "UNKNOWN_ENDED":
+                    continue
+                self._ended(active.pop(job_id), job_id, state, queue)
+
+    def cancel(self) -> None:
+        if self.active:
+            log.warning("cancelling slurm jobs %s", ", ".join(self.active))
+            subprocess.run(["scancel", *self.active], capture_output=True, timeout=60)
+            for job_id, job in self.active.items():
+                self.on_job(job, {"job_id": job_id, "attempt": job.attempt, "state": "CANCELLED"})
+            self.active.clear()
 
     def _ended(self, job: Job, job_id: str, state: str, queue: list[Job]) -> None:
         left = unfinished(self.rundir, job)
