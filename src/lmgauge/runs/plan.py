@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from lmgauge.config import RunConfig
 from lmgauge.requests import GenerateRequest, LoglikelihoodRequest, RollingRequest
@@ -77,9 +78,11 @@ def plan_tasks(cfg: RunConfig) -> list[TaskSpec]:
             if ds.name in seen:
                 raise ValueError(f"task {ds.name!r} is listed twice in datasets")
             seen.add(ds.name)
-            specs.append(
-                TaskSpec(ds.name, None, {}, limit, lambda _model, n=ds.name, s=ds.opencompass: build_oc_task(n, s))
-            )
+
+            def build_entry(_model: str, n: str = ds.name, entry: Any = ds.opencompass) -> Task:
+                return build_oc_task(n, entry)  # the same task whatever the model: its entry sets the budget
+
+            specs.append(TaskSpec(ds.name, None, {}, limit, build_entry))
             continue
         for name, mode in expand(ds.name):
             if name in seen:
