@@ -160,3 +160,23 @@ def test_layout_builds_the_paths_of_the_docs(tmp_path):
     assert lay.shard_journal("m", "t", 3, 40).name == "t.shard-000003-000040.jsonl"
     assert lay.marker("m__t__0-end") == tmp_path / "shards" / "m__t__0-end.json"
     assert lay.results("m", "mmlu") == tmp_path / "results" / "m" / "mmlu.json"
+
+
+@pytest.mark.slow  # builds five tasks' data and re-scores (no model): about a minute on a loaded machine
+def test_a_format_1_run_is_rescored_with_r_and_mode_eval(tmp_path):
+    """Continuing an old run (`-r RUN --mode eval`: no model) reads its format-1 files, keeps its
+    history and rewrites results in format 2 with the same numbers."""
+    from lmgauge.cli import main
+
+    copy = tmp_path / "v1"
+    shutil.copytree(V1, copy)
+    assert main(["run", "-r", str(copy), "--mode", "eval", "--no-report"]) == 1  # arc_easy still has no data
+    run, old = open_run(copy), open_run(V1)
+    assert run.format == 2 and run.manifest.resumed and run.manifest.started == old.manifest.started
+    for task in ("mmlu_abstract_algebra", "mmlu_anatomy", "gsm8k_cot", "lambada_openai", "mmlu"):
+        new_res, old_res = run.result("smol", task), old.result("smol", task)
+        assert new_res is not None and old_res is not None and new_res.format == 2
+        assert new_res.metrics == old_res.metrics
+    assert [s.metrics for s in run.samples("smol", "gsm8k_cot")] == [
+        s.metrics for s in old.samples("smol", "gsm8k_cot")
+    ]

@@ -22,7 +22,7 @@ from lmgauge.runs.executors.base import available_devices, executor_class
 from lmgauge.runs.manifest import Manifest
 from lmgauge.runs.plan import Shard, TaskSpec, plan_shards, plan_tasks
 from lmgauge.runs.records import Mode
-from lmgauge.runs.resume import find_run, previous_partition
+from lmgauge.runs.resume import config_of_run, find_run, previous_partition
 from lmgauge.runs.rundir import RunDir
 from lmgauge.runs.runner import TaskOutcome
 from lmgauge.runs.worker import Progress
@@ -209,7 +209,7 @@ def prepare(req: RunRequest, hook: RawConfigHook | None = None) -> PreparedRun:
             if req.max_partition_size is None:  # the same shards as before, unless asked otherwise
                 req.max_partition_size = previous_partition(continued)
             if not (req.config or req.hf_path or req.datasets):  # `-r` alone: the run's own config
-                base = continued.read_manifest()["config"]
+                base = config_of_run(continued)
         raw = raw_config(req, base)
         if hook is not None:
             raw = hook(raw, req)

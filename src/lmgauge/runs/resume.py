@@ -7,13 +7,14 @@ import hashlib
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 from lmgauge.config import ModelConfig, RunConfig
 from lmgauge.runs.journal import TaskJournal
 from lmgauge.runs.layout import is_run_dir
 from lmgauge.runs.plan import Shard, TaskSpec
 from lmgauge.runs.reader import RunDirError, read_record
-from lmgauge.runs.records import PlanRecord
+from lmgauge.runs.records import PlanRecord, RunManifest
 from lmgauge.runs.rundir import RunDir
 from lmgauge.runs.worker import read_marker, write_marker
 
@@ -46,6 +47,20 @@ def find_run(work_dir: str | Path, reuse: str) -> RunDir:
     if not runs:
         raise FileNotFoundError(f"-r: no previous run in {str(work)!r} to continue")
     return max(runs, key=lambda r: (r.manifest.stat().st_mtime, r.root.name))
+
+
+def config_of_run(rundir: RunDir) -> dict[str, Any]:
+    """The config a run was made with, as `-r` alone continues it. Format-1 run.json files hold
+    every dataset option a task could take, null where not given; options are now checked per
+    task, so a null (not given) is dropped rather than read as an option the task does not take."""
+    manifest = read_record(rundir.manifest, RunManifest)
+    config = dict(manifest.config)
+    if manifest.format == 1:
+        config["datasets"] = [
+            {k: v for k, v in ds.items() if v is not None} if isinstance(ds, dict) else ds
+            for ds in config.get("datasets") or []
+        ]
+    return config
 
 
 def previous_partition(rundir: RunDir) -> int | None:
