@@ -11,8 +11,8 @@ import pytest
 
 from lmgauge.cli import main
 from lmgauge.config import ConfigError, read_config_file, validate
-from lmgauge.runs.resume import model_key
 from lmgauge.runs.plan import plan_tasks
+from lmgauge.runs.resume import model_key
 from lmgauge.tasks.options import OptionError, TaskOptions
 from lmgauge.tasks.registry import REGISTRY, build
 
