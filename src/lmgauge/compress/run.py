@@ -70,10 +70,9 @@ class CompressionRun:
         self.specs: list[TaskSpec] = plan_tasks(self.rc)
         self.progress = progress or Progress()
         self.rundir = RunDir.create(self.rc.work_dir, run_id)
-        self.manifest = Manifest(self.rundir, self.rc.model_dump(mode="json"))
+        self.manifest = Manifest.create(self.rundir, self.rc.model_dump(mode="json"))
         self.positions: dict[str, dict] = {}  # run.json's compression.positions: what each position was
-        self.manifest.data["compression"] = {"config": cc.model_dump(mode="json"), "positions": self.positions}
-        self.manifest.save()
+        self.manifest.set_extra("compression", {"config": cc.model_dump(mode="json"), "positions": self.positions})
         self.samples: dict[tuple[str, str], list[dict]] = {}  # (position, task) -> samples
         self.results: dict[tuple[str, str], dict] = {}
         self.fq: FakeQuantized | None = None
@@ -146,7 +145,7 @@ class CompressionRun:
             try:  # a scheme that cannot apply to this model: refused before any work
                 plan_layers(hf.model, self.cc.quant.scheme())
             except QuantError as e:
-                self.manifest.data["error"] = str(e)
+                self.manifest.set_extra("error", str(e))
                 self.manifest.finish("failed")
                 raise
         positions = sorted(self.cc.eval.eval_pos, key=ORDER.__getitem__)
@@ -197,7 +196,8 @@ class CompressionRun:
                 self.samples[(pos, task.name)] = samples
                 self.results[(pos, task.name)] = info
                 outcomes.append(TaskOutcome(task.name, True, samples, task))
-            for group, ginfo in group_results(model.name, outcomes).items():
+            for group, grouped in group_results(model.name, outcomes).items():
+                ginfo = grouped.to_json()
                 ginfo["position"] = {"name": pos, "kind": model.info["kind"], "model": self.cc.abbr}
                 self.rundir.write_results(model.name, group, ginfo)
                 self.results[(pos, group)] = ginfo

@@ -196,8 +196,20 @@ class Manifest:
             self.record.models[name] = ModelInfo.model_validate(info)
         self.save()
 
-    def task_done(self, model: str, task: str, status: TaskStatus) -> None:
-        self.record.tasks.setdefault(model, {})[task] = status
+    def task_done(self, model: str, task: str, status: TaskStatus | dict) -> None:
+        checked = status if isinstance(status, TaskStatus) else TaskStatus.model_validate(status)
+        self.record.tasks.setdefault(model, {})[task] = checked
+        self.save()
+
+    def model_loaded(self, name: str, description: dict) -> None:
+        """For a run that loads its model itself rather than through an executor (compress)."""
+        self.record.models[name] = ModelInfo.model_validate(description)
+        self.save()
+
+    def set_extra(self, key: str, value: Any) -> None:
+        """A key of another room's (compress: `compression`, its `error`), kept and written as given;
+        a dict or list given here may be filled in later and is written at the next save()."""
+        setattr(self.record, key, value)
         self.save()
 
     def finish(self, status: str, **timings: float) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lmgauge.runs.layout import RunLayout, safe_name
-from lmgauge.runs.records import GroupResult, TaskResult
+from lmgauge.runs.records import FORMAT, GroupResult, TaskResult, parse_result
 
 __all__ = ["RunDir", "dumps", "safe_name", "write_json_atomic"]
 
@@ -78,8 +78,10 @@ class RunDir(RunLayout):
     def read_manifest(self) -> dict:
         return json.loads(self.manifest.read_text(encoding="utf-8"))
 
-    def write_results(self, model: str, task: str, result: TaskResult | GroupResult) -> None:
-        write_json_atomic(self.results(model, task), result.to_json())
+    def write_results(self, model: str, task: str, result: TaskResult | GroupResult | dict) -> None:
+        """A record, or a dict that must be one (checked here: the reader will read it back)."""
+        record = parse_result({"format": FORMAT, **result}) if isinstance(result, dict) else result
+        write_json_atomic(self.results(model, task), record.to_json())
 
     def iter_results(self):
         """(model dir name, task name, results dict) for every results file, sorted."""
