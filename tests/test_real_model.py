@@ -83,8 +83,11 @@ def test_generate_with_stop_string(smollm2):
 
 def test_prefix_reuse_equals_plain_path_on_mmlu(smollm2):
     """Shared-prefix KV reuse (the default) against whole-row forwards: max |delta| <= 1e-4 over a
-    few hundred real requests, identical predictions, and far fewer tokens forwarded."""
+    few hundred real requests, identical predictions, and far fewer tokens forwarded. SmolLM2 is a
+    Llama: the suffix rows attend to the one stored prefix KV (cascade attention), no per-row copy."""
     from lmgauge.scoring.metrics import acc_pred
+
+    assert smollm2.prefix_attention == "cascade"
 
     plan = [
         ("mmlu_astronomy", {}, 20),

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from lmgauge import engine
+from lmgauge.models import prefix_attention as prefix_attention_mod
 from lmgauge.models.base import ModelError, OnResult
+from lmgauge.models.device_map import device_map_for_visible_gpus
 from lmgauge.models.hf_loading import dequantized_gguf_folder, pick_device, split_model_path, torch_dtype
 from lmgauge.models.tokenizer import BOS_POLICIES, DEFAULT_CONTEXT_LENGTH, ModelTokenizer, context_length
 from lmgauge.requests import (
@@ -107,6 +109,13 @@ class HFModel:
             tokenizer_kwargs=tokenizer_kwargs,
         )
         self.tokenizer = self.tokens.tokenizer  # the transformers object (chat templates, the stand-in server)
+        model_kwargs = dict(model_kwargs or {})
+        if self.device == "cuda" and "device_map" not in model_kwargs:
+            # a worker holding N > 1 devices (run_cfg.num_gpus) splits the model over all of them
+            split = device_map_for_visible_gpus(str(folder), torch_dtype(dtype, self.device), trust_remote_code)
+            if split is not None:
+                model_kwargs["device_map"] = split
+                self.device = "cuda:0"  # inputs enter at the embeddings
         try:
             # Any: transformers' annotations type the model's `.to` as an unbound function
             self.model: Any = cast(
@@ -115,12 +124,15 @@ class HFModel:
                     folder,
                     dtype=torch_dtype(dtype, self.device),
                     trust_remote_code=trust_remote_code,
-                    **(model_kwargs or {}),
+                    **model_kwargs,
                 ),
             )
         except OSError as e:
             raise ModelError(f"could not load model from {str(folder)!r}: {e}") from e
-        self.model.to(self.device).eval()
+        if "device_map" not in model_kwargs:  # a device map has placed every layer already
+            self.model.to(self.device)
+        self.model.eval()
+        self.device_map = model_kwargs.get("device_map")
         self.name = name or Path(path).stem
         self.load_seconds = time.perf_counter() - t0
 
@@ -133,6 +145,9 @@ class HFModel:
         tok.max_length = self.max_length
         self.batch_size = batch_size
         self.prefix_reuse = prefix_reuse  # off: every row forwarded whole (the plain path, for checking)
+        # how suffix rows see a shared prefix: "cascade" attends to its one stored KV cache
+        # (models/prefix_attention.py), "copies" expands it to a cache per row (any architecture)
+        self.prefix_attention = "cascade" if prefix_attention_mod.supports_cascade(self.model) else "copies"
         self.chat_template = chat_template  # generation prompts go through the tokenizer's chat template
         self.token_budget = int(
             token_budget or auto_token_budget(self.model.config, self.device, self.model.dtype.itemsize)
@@ -192,10 +207,11 @@ class HFModel:
         """Log-probabilities of target tokens, projecting to the vocabulary only where one is scored."""
         torch = self._torch
         with torch.inference_mode():
-            row_idx = torch.tensor([k for k, t in enumerate(targets) for _ in t], device=self.device)
-            pos_idx = torch.tensor([p for t in targets for p, _ in t], device=self.device)
-            tok_idx = torch.tensor([tok for t in targets for _, tok in t], device=self.device)
+            # on the hidden states' device: with a model split over devices, the last layer's
+            row_idx = torch.tensor([k for k, t in enumerate(targets) for _ in t], device=hidden.device)
+            pos_idx = torch.tensor([p for t in targets for p, _ in t], device=hidden.device)
             logprobs = torch.log_softmax(self._logits(hidden[row_idx, pos_idx]), dim=-1)
+            tok_idx = torch.tensor([tok for t in targets for _, tok in t], device=logprobs.device)
             picked = logprobs.gather(-1, tok_idx.unsqueeze(-1)).squeeze(-1)
             greedy = logprobs.argmax(-1) == tok_idx
         picked, greedy = picked.tolist(), greedy.tolist()
@@ -221,14 +237,25 @@ class HFModel:
         torch = self._torch
         ids, own = self._right_padded(rows)
         n, width = ids.shape
+        positions = torch.arange(prefix_len, prefix_len + width).unsqueeze(0).expand(n, -1).to(self.device)
+        if self.prefix_attention == "cascade":
+            # no cache, no mask: the cascade attends to the prefix's one stored KV and is causal
+            # within each row, which right padding needs nothing more for
+            with torch.inference_mode(), prefix_attention_mod.cascade_on(self.model):
+                hidden = self._decoder(
+                    input_ids=ids.to(self.device),
+                    position_ids=positions,
+                    use_cache=False,
+                    **{prefix_attention_mod.PREFIX_KWARG: prefix_attention_mod.prefix_kv(state)},
+                ).last_hidden_state
+            return self._score_hidden(hidden, targets)
         mask = torch.cat([torch.ones((n, prefix_len), dtype=own.dtype), own], dim=-1)
         cache = self.expand_state(state, n)
-        positions = torch.arange(prefix_len, prefix_len + width).unsqueeze(0).expand(n, -1)
         with torch.inference_mode():
             hidden = self._decoder(
                 input_ids=ids.to(self.device),
                 attention_mask=mask.to(self.device),
-                position_ids=positions.to(self.device),
+                position_ids=positions,
                 use_cache=True,
                 **{self._cache_arg: cache},
             ).last_hidden_state
@@ -316,5 +343,7 @@ class HFModel:
             "batch_size": self.batch_size,
             "token_budget": self.token_budget,
             "prefix_reuse": self.prefix_reuse,
+            "prefix_attention": self.prefix_attention,
+            **({"device_map": self.device_map} if self.device_map else {}),
             "load_seconds": round(self.load_seconds, 3),
         }
