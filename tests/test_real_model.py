@@ -120,3 +120,31 @@ def test_prefix_reuse_equals_plain_path_on_mmlu(smollm2):
             [r.logprob for r in fast[start : start + n]]
         )
     assert fast_tokens < 0.5 * plain_tokens
+
+
+def test_cascade_attention_equals_per_row_prefix_copies_on_mmlu(smollm2):
+    """The two shared-prefix paths on real MMLU 5-shot prompts (one with ~1,900-token prefixes):
+    the cascade (one stored prefix KV) against a per-row copy of it, |delta| <= 1e-4, same answers."""
+    from lmgauge.scoring.metrics import acc_pred
+
+    reqs, spans = [], []
+    for name, n in (("mmlu_high_school_us_history", 4), ("mmlu_astronomy", 8)):
+        task = build(name)
+        docs, _ = task.load()
+        for i, d in enumerate(docs[:n]):
+            r = task.requests(d, i)
+            spans.append((len(reqs), len(r)))
+            reqs += r
+    assert smollm2.prefix_reuse and smollm2.prefix_attention == "cascade"
+    cascade = smollm2.loglikelihood(reqs)
+    try:
+        smollm2.prefix_attention = "copies"
+        copies = smollm2.loglikelihood(reqs)
+    finally:
+        smollm2.prefix_attention = "cascade"
+    assert max(abs(a.logprob - b.logprob) for a, b in zip(copies, cascade)) <= 1e-4
+    assert [a.is_greedy for a in copies] == [b.is_greedy for b in cascade]
+    for start, n in spans:
+        assert acc_pred([r.logprob for r in copies[start : start + n]]) == acc_pred(
+            [r.logprob for r in cascade[start : start + n]]
+        )
