@@ -56,7 +56,8 @@ def main() -> int:
     ap.add_argument("--venv", type=Path, default=REF_VENV)
     ap.add_argument("--run-dir", type=Path, default=RUN_DIR)
     ap.add_argument("--model", help="fp32 SmolLM2 folder (default: lmgauge's dequantized GGUF)")
-    ap.add_argument("--skip-run", action="store_true", help="only re-extract fixtures from an existing run")
+    ap.add_argument("--skip-run", action="store_true", help="only re-extract fixtures from existing runs")
+    ap.add_argument("--config", default="eval_reference.py", help="which config of tests/fixtures/opencompass to run")
     args = ap.parse_args()
 
     from opencompass_data import write_reference_data  # tests/opencompass_data.py
@@ -64,15 +65,15 @@ def main() -> int:
     model = args.model or smollm2_fp32()
     args.run_dir.mkdir(parents=True, exist_ok=True)
     write_reference_data(args.run_dir / "data")
-    cfg = args.run_dir / "eval_reference.py"
-    text = (FIXTURES / "eval_reference.py").read_text(encoding="utf-8")
+    cfg = args.run_dir / args.config
+    text = (FIXTURES / args.config).read_text(encoding="utf-8")
     cfg.write_text(with_model(text, model), encoding="utf-8")
     out = args.run_dir / "outputs"
     if not args.skip_run:
         patch_transformers5(args.venv)
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
         env.pop("PYTHONPATH", None)
-        cmd = [str(args.venv / "bin" / "opencompass"), str(cfg), "--debug", "-w", str(out)]
+        cmd = [str(args.venv / "bin" / "opencompass"), str(cfg), "--debug", "-w", str(out / cfg.stem)]
         print("$", " ".join(cmd), f"(cwd {args.run_dir})")
         t0 = time.time()
         subprocess.run(cmd, cwd=args.run_dir, env=env, check=True)
@@ -96,13 +97,16 @@ def smollm2_fp32() -> str:
 
 
 def extract(out: Path) -> None:
-    """Latest run's predictions/<model>/<dataset>.json -> one compact fixture per dataset."""
-    runs = sorted(p for p in out.iterdir() if p.is_dir() and re.fullmatch(r"\d{8}_\d{6}", p.name))
+    """Each config's latest run: predictions/<model>/<dataset>.json -> compact rows per dataset
+    (a dataset OpenCompass has not finished yet is left out)."""
+    runs = []
+    for cfg_out in sorted(p for p in out.iterdir() if p.is_dir()):
+        stamped = sorted(p for p in cfg_out.iterdir() if p.is_dir() and re.fullmatch(r"\d{8}_\d{6}", p.name))
+        runs += stamped[-1:]
     if not runs:
         raise SystemExit(f"no OpenCompass run under {out}")
-    pred_root = runs[-1] / "predictions"
     fixtures: dict[str, dict] = {}
-    for f in sorted(pred_root.glob("*/*.json")):
+    for f in sorted(p for run in runs for p in (run / "predictions").glob("*/*.json")):
         data = json.loads(f.read_text(encoding="utf-8"))
         rows = {}
         for k, v in data.items():
@@ -116,9 +120,17 @@ def extract(out: Path) -> None:
             rows[k] = row
         fixtures[f.stem] = rows
     results = {}
-    for f in sorted((runs[-1] / "results").glob("*/*.json")):
+    for f in sorted(p for run in runs for p in (run / "results").glob("*/*.json")):
         r = json.loads(f.read_text(encoding="utf-8"))
-        results[f.stem] = {k: v for k, v in r.items() if k != "details"}
+        entry = {k: v for k, v in r.items() if k != "details"}
+        details = r.get("details")
+        if isinstance(details, dict):  # AccwithDetailsEvaluator: {"0": {"pred", "refr", ...}}
+            details = [details[k] for k in sorted(details, key=int)]
+        if isinstance(details, list):  # the evaluator's extracted answer and reference per question
+            entry["details"] = [
+                {k: d.get(k) for k in ("pred", "answer", "refr", "correct", "is_correct") if k in d} for d in details
+            ]
+        results[f.stem] = entry
     target = FIXTURES / "reference_predictions.json"
     target.write_text(
         json.dumps({"opencompass": "0.5.4", "predictions": fixtures, "results": results}, ensure_ascii=False, indent=1)
