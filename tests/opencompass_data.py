@@ -69,4 +69,17 @@ def write_reference_data(data_dir: Path) -> Path:
     write_mmlu(data_dir)
     write_gsm8k(data_dir)
     write_ceval(data_dir)
+    write_extra(data_dir)
     return data_dir
+
+
+def write_extra(data_dir: Path) -> Path:
+    """tests/fixtures/opencompass/eval_prompts_extra.py's CustomDataset file."""
+    f = data_dir / "extra" / "extra.jsonl"
+    f.parent.mkdir(parents=True, exist_ok=True)
+    rows = [
+        {"question": f"Is {n} even", "context": f"n={n} {{answer}}", "answer": "yes" if n % 2 == 0 else "no"}
+        for n in range(10)
+    ]
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return f
