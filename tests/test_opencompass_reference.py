@@ -21,7 +21,15 @@ REFERENCE = FIXTURES / "reference_predictions.json"
 
 
 @pytest.fixture(scope="module")
-def lmgauge_run(tmp_path_factory):
+def reference() -> dict:
+    if not REFERENCE.is_file():
+        pytest.fail(f"{REFERENCE} is missing: run benchmarks/reference/opencompass_reference.py")
+    return json.loads(REFERENCE.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def lmgauge_runs(tmp_path_factory, reference) -> Path:
+    """lmgauge on each reference config OpenCompass ran (the same file, the model path filled in)."""
     from conftest import smollm2_gguf
     from lmgauge.cli import main
     from lmgauge.models.hf_loading import dequantized_gguf_folder
@@ -32,49 +40,41 @@ def lmgauge_run(tmp_path_factory):
     model = dequantized_gguf_folder(gguf.parent, gguf.name, "float32")
     tmp = tmp_path_factory.mktemp("oc-ref")
     write_reference_data(tmp / "data")
-    for name in ("eval_reference.py", "eval_reference_gen.py"):
-        text = (FIXTURES / name).read_text(encoding="utf-8")
-        cfg = tmp / name
+    for stem in reference["predictions"]:
+        text = (FIXTURES / f"{stem}.py").read_text(encoding="utf-8")
+        cfg = tmp / f"{stem}.py"
         cfg.write_text(text.replace('"SmolLM2-135M-Instruct"', repr(str(model))), encoding="utf-8")
-        rc = main(["run", str(cfg), "--data-dir", str(tmp / "data"), "-w", str(tmp / "out"), "--run-id", cfg.stem])
-        assert rc == 0, name
+        rc = main(["run", str(cfg), "--data-dir", str(tmp / "data"), "-w", str(tmp / "out"), "--run-id", stem])
+        assert rc == 0, stem
     return tmp / "out"
 
 
-def samples(out: Path, dataset: str) -> list[dict]:
-    # the generation datasets of eval_reference_gen.py are the smaller copies OpenCompass finished
-    runs = (
-        ("eval_reference_gen", "eval_reference")
-        if dataset.endswith("_gen") or dataset == "gsm8k"
-        else ("eval_reference",)
-    )
-    f = next(p for r in runs if (p := out / r / "samples" / "smollm2-135m-fp32" / f"{dataset}.jsonl").is_file())
+def samples(run: Path, dataset: str) -> list[dict]:
+    f = run / "samples" / "smollm2-135m-fp32" / f"{dataset}.jsonl"
     rows = [json.loads(x) for x in f.read_text(encoding="utf-8").splitlines()]
     return sorted(rows, key=lambda r: r["doc_id"])  # lines are written as answers complete
 
 
 @pytest.mark.slow
-def test_same_answers_as_opencompass(lmgauge_run):
-    if not REFERENCE.is_file():
-        pytest.fail(f"{REFERENCE} is missing: run benchmarks/reference/opencompass_reference.py")
-    ref = json.loads(REFERENCE.read_text(encoding="utf-8"))
+def test_same_answers_as_opencompass(lmgauge_runs, reference):
     compared = 0
-    for dataset, rows in ref["predictions"].items():
-        ours = samples(lmgauge_run, dataset)
-        assert len(ours) == len(rows), dataset
-        details = ref["results"].get(dataset, {}).get("details")
-        for i, s in enumerate(ours):
-            r = rows[str(i)]
-            where = f"{dataset}[{i}]"
-            if "ppl" in r:
-                assert s["label_prompts"] == r["label_prompts"], where
-                for label, p in r["ppl"].items():
-                    assert s["ppl"][label] == pytest.approx(p, abs=1e-3), f"{where} label {label}"
-                assert s["pred"] == r["prediction"], where
-            else:
-                assert s["prompt"] == r["prompt"], where
-                assert s["output"] == r["prediction"], where
-                if details:
-                    assert s["pred"] == details[i]["pred"], where
-            compared += 1
-    assert compared == sum(len(v) for v in ref["predictions"].values()) and compared > 0
+    for stem, per_dataset in reference["predictions"].items():
+        for dataset, rows in per_dataset.items():
+            ours = samples(lmgauge_runs / stem, dataset)
+            assert len(ours) == len(rows), dataset
+            details = reference["results"].get(stem, {}).get(dataset, {}).get("details")
+            for i, s in enumerate(ours):
+                r = rows[str(i)]
+                where = f"{stem}: {dataset}[{i}]"
+                if "ppl" in r:
+                    assert s["label_prompts"] == r["label_prompts"], where
+                    for label, p in r["ppl"].items():
+                        assert s["ppl"][label] == pytest.approx(p, abs=1e-3), f"{where} label {label}"
+                    assert s["pred"] == r["prediction"], where
+                else:
+                    assert s["prompt"] == r["prompt"], where
+                    assert s["output"] == r["prediction"], where
+                    if details:
+                        assert s["pred"] == details[i]["pred"], where
+                compared += 1
+    assert compared > 0

@@ -97,47 +97,48 @@ def smollm2_fp32() -> str:
 
 
 def extract(out: Path) -> None:
-    """Each config's latest run: predictions/<model>/<dataset>.json -> compact rows per dataset
-    (a dataset OpenCompass has not finished yet is left out)."""
-    runs = []
+    """Each config's latest OpenCompass run: predictions/<model>/<dataset>.json -> compact rows,
+    keyed by config and dataset (a dataset OpenCompass has not finished is left out)."""
+    predictions: dict[str, dict] = {}
+    results: dict[str, dict] = {}
     for cfg_out in sorted(p for p in out.iterdir() if p.is_dir()):
         stamped = sorted(p for p in cfg_out.iterdir() if p.is_dir() and re.fullmatch(r"\d{8}_\d{6}", p.name))
-        runs += stamped[-1:]
-    if not runs:
-        raise SystemExit(f"no OpenCompass run under {out}")
-    fixtures: dict[str, dict] = {}
-    for f in sorted(p for run in runs for p in (run / "predictions").glob("*/*.json")):
-        data = json.loads(f.read_text(encoding="utf-8"))
-        rows = {}
-        for k, v in data.items():
-            row = {"gold": v.get("gold"), "prediction": v.get("prediction")}
-            if "origin_prompt" in v:
-                row["prompt"] = v["origin_prompt"]
-            labels = {lk[len("label: ") :]: lv for lk, lv in v.items() if lk.startswith("label: ")}
-            if labels:
-                row["ppl"] = {lab: lv["PPL"] for lab, lv in labels.items()}
-                row["label_prompts"] = {lab: lv["prompt"] for lab, lv in labels.items()}
-            rows[k] = row
-        fixtures[f.stem] = rows
-    results = {}
-    for f in sorted(p for run in runs for p in (run / "results").glob("*/*.json")):
-        r = json.loads(f.read_text(encoding="utf-8"))
-        entry = {k: v for k, v in r.items() if k != "details"}
-        details = r.get("details")
-        if isinstance(details, dict):  # AccwithDetailsEvaluator: {"0": {"pred", "refr", ...}}
-            details = [details[k] for k in sorted(details, key=int)]
-        if isinstance(details, list):  # the evaluator's extracted answer and reference per question
-            entry["details"] = [
-                {k: d.get(k) for k in ("pred", "answer", "refr", "correct", "is_correct") if k in d} for d in details
-            ]
-        results[f.stem] = entry
+        if not stamped:
+            continue
+        run = stamped[-1]
+        for f in sorted((run / "predictions").glob("*/*.json")):
+            predictions.setdefault(cfg_out.name, {})[f.stem] = {
+                k: _row(v) for k, v in json.loads(f.read_text()).items()
+            }
+        for f in sorted((run / "results").glob("*/*.json")):
+            results.setdefault(cfg_out.name, {})[f.stem] = _result(json.loads(f.read_text(encoding="utf-8")))
     target = FIXTURES / "reference_predictions.json"
-    target.write_text(
-        json.dumps({"opencompass": "0.5.4", "predictions": fixtures, "results": results}, ensure_ascii=False, indent=1)
-        + "\n",
-        encoding="utf-8",
-    )
-    print(f"wrote {target} ({sum(len(v) for v in fixtures.values())} questions, {len(fixtures)} datasets)")
+    doc = {"opencompass": "0.5.4", "predictions": predictions, "results": results}
+    target.write_text(json.dumps(doc, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    n = sum(len(rows) for per_cfg in predictions.values() for rows in per_cfg.values())
+    print(f"wrote {target} ({n} questions)")
+
+
+def _row(v: dict) -> dict:
+    row = {"gold": v.get("gold"), "prediction": v.get("prediction")}
+    if "origin_prompt" in v:
+        row["prompt"] = v["origin_prompt"]
+    labels = {lk[len("label: ") :]: lv for lk, lv in v.items() if lk.startswith("label: ")}
+    if labels:
+        row["ppl"] = {lab: lv["PPL"] for lab, lv in labels.items()}
+        row["label_prompts"] = {lab: lv["prompt"] for lab, lv in labels.items()}
+    return row
+
+
+def _result(r: dict) -> dict:
+    entry = {k: v for k, v in r.items() if k != "details"}
+    details = r.get("details")
+    if isinstance(details, dict):  # AccwithDetailsEvaluator: {"0": {"pred", "refr", ...}}
+        details = [details[k] for k in sorted(details, key=int)]
+    if isinstance(details, list):  # the evaluator's extracted answer and reference per question
+        keep = ("pred", "answer", "refr", "correct", "is_correct")
+        entry["details"] = [{k: d.get(k) for k in keep if k in d} for d in details]
+    return entry
 
 
 if __name__ == "__main__":
