@@ -341,3 +341,22 @@ def test_cli_models_names(tmp_path):
     assert models[0]["type"].endswith("HuggingFacewithChatTemplate") and models[0]["max_out_len"] == 1024
     with pytest.raises(UnsupportedConfig, match="not found"):
         model_configs("no_such_model_cfg")
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("mmlu_ppl_ac766d", "ac766d"),
+        ("mmlu_gen_4d595a", "4d595a"),
+        ("gsm8k_gen_1d7fe4", "1d7fe4"),
+        ("ceval_gen_5f30c7", "5f30c7"),
+        ("ceval_ppl_578f8d", "578f8d"),
+    ],
+)
+def test_opencompass_version_hash_reproduced(name, expected):
+    """The suffix of each stock config name is OpenCompass' get_prompt_hash of its entries."""
+    from lmgauge.opencompass.names import dataset_configs
+    from lmgauge.opencompass.version import version
+
+    _, entries = dataset_configs(name)
+    assert version(entries) == expected

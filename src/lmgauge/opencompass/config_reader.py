@@ -17,6 +17,7 @@ from typing import Any
 
 from lmgauge.opencompass.imports import Ref, configs_roots, run_config_file
 from lmgauge.opencompass.task import ModelPrompt, OpenCompassTask, UnsupportedConfig, short
+from lmgauge.opencompass.version import version
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,8 @@ def datasets_entries(raw_datasets: list[dict], raw_models: list[dict], where: st
         if abbr in seen:
             raise UnsupportedConfig(f"{w}.abbr: {abbr!r} is listed twice")
         seen.add(abbr)
-        spec = {"entry": d, "where": w, "model_prompt": mp.__dict__}
+        # version: OpenCompass' own prompt hash (its summary's `version` column), recorded in run.json
+        spec = {"entry": d, "where": w, "model_prompt": mp.__dict__, "version": version(d)}
         build_task(abbr, spec)  # fails now on anything unsupported
         out.append({"name": abbr, "opencompass": spec})
     return out
