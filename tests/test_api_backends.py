@@ -346,12 +346,16 @@ def test_one_at_a_time_server_no_error_no_retry_hf_numbers(fast, tiny_model, tin
         model = _openai(fast, tokenizer_path=str(tiny_llama_dir), timeout=2.0, adaptive=adaptive)  # 64 at most
         fast.requests.clear()
         fast.max_in_flight = 0
+        timings: list[tuple] = []
+        model.link.on_timing = lambda i, t, seen=timings: seen.append((i, t.latency, t.tries))
         t0 = time.perf_counter()
         api = model.loglikelihood(reqs)
         wall = time.perf_counter() - t0
         assert [r.error for r in api] == [None] * len(api)
         assert (model.counts.retries, model.counts.stalls, model.counts.failed) == (0, 0, 0)
         assert len(fast.requests) == len(reqs)  # each sent once: no try wasted
+        assert sorted(i for i, _, _ in timings) == list(range(len(reqs)))  # each answer's timing, by request
+        assert all(latency >= 0.5 and tries == 1 for _, latency, tries in timings)
         assert max(abs(a.logprob - h.logprob) for a, h in zip(api, hf)) < 1e-4
         assert [a.is_greedy for a in api] == [h.is_greedy for h in hf]
         if adaptive:  # the limit followed the server: a few queued, not all sixteen

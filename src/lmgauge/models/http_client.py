@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import email.utils
 import json
 import logging
@@ -155,15 +156,21 @@ class ClientCounts:
     failed: int = 0  # requests that got no usable answer after every try
 
 
+# The index (in run_all's list) of the request a coroutine is answering; None outside run_all.
+current_request: contextvars.ContextVar[int | None] = contextvars.ContextVar("current_request", default=None)
+
+
 @dataclass
 class ServerLink:
     """Everything a model keeps about its server between calls: headers, the retry policy, the
-    in-flight limit it has learnt, and the counts."""
+    in-flight limit it has learnt, and the counts. `on_timing(index, timing)` hears every answer's
+    timing (index: the request it answers, None for the probe)."""
 
     headers: dict[str, str]
     policy: RetryPolicy
     limit: AdaptiveLimit
     counts: ClientCounts = field(default_factory=ClientCounts)
+    on_timing: Callable[[int | None, RequestTiming], None] | None = None
 
 
 class _Stalled(Exception):
@@ -261,6 +268,8 @@ class Session:
     def _observe(self, reply: Reply, tokens: float | Callable[[Any], float]) -> Reply:
         work = tokens(reply.value) if callable(tokens) else tokens
         self.limit.observe(reply.timing.latency, work, self.in_flight)
+        if self.link.on_timing is not None:
+            self.link.on_timing(current_request.get(), reply.timing)
         return reply
 
     async def json(
@@ -356,6 +365,7 @@ def run_all(
             async def worker() -> None:
                 for i in todo:  # the shared iterator hands each index to exactly one worker
                     async with session.slot():
+                        current_request.set(i)  # each worker runs in its own context
                         try:
                             result = await answer(session, i)
                         except (RequestFailed, BadAnswer) as e:

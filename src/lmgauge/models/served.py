@@ -14,7 +14,8 @@ ServedModel and implements:
 
 and may override `discover` (the served model's id and context length), `score_text` (scoring
 without a tokenizer) and `describe_extra`. Every request goes through `Session.json` or
-`Session.stream`, whose Reply carries the request's timing (RequestTiming: latency, TTFT).
+`Session.stream`, whose Reply carries the request's timing (RequestTiming: latency, TTFT); each
+reaches `on_timing(index, timing)` with the index of the request it answers.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from lmgauge.models.concurrency import AdaptiveLimit
 from lmgauge.models.http_client import (
     ClientCounts,
     RequestFailed,
+    RequestTiming,
     RetryPolicy,
     ServerLink,
     Session,
@@ -108,6 +110,7 @@ class ServedModel:
             {"Authorization": f"Bearer {key}"} if key else {},
             RetryPolicy(retries=retries, backoff=backoff, timeout=timeout),
             AdaptiveLimit(concurrency, adaptive=adaptive),
+            on_timing=self.on_timing,
         )
         self.chat, self.stream = chat, stream
         self.api_model, self.server_max_len = self._call(lambda s: self.discover(s, api_model))
@@ -165,6 +168,10 @@ class ServedModel:
 
     def describe_extra(self) -> dict:
         return {}
+
+    def on_timing(self, index: int | None, timing: RequestTiming) -> None:
+        """Every answer's timing (latency, TTFT for streams), with the index of the request it
+        answers in the list being run: where per-request latency is recorded. Nothing yet."""
 
     # --- plumbing ------------------------------------------------------------------------------
 
