@@ -82,8 +82,16 @@ def _add_run(sub) -> None:
     )
     api.add_argument("--api-chat", action="store_true", help="generation through /v1/chat/completions")
     api.add_argument("--api-stream", action="store_true", help="stream generated text")
-    api.add_argument("--concurrency", type=int, help="requests in flight (default 64)")
-    api.add_argument("--timeout", type=float, help="seconds per request try (default 120)")
+    api.add_argument(
+        "--concurrency",
+        type=int,
+        help="most requests in flight (default 64); the client adapts below it to what the server sustains",
+    )
+    api.add_argument(
+        "--timeout",
+        type=float,
+        help="a try is given up when the server delivers nothing for this many seconds (default 120)",
+    )
     api.add_argument("--retries", type=int, help="retries of a failed request (default 5)")
     ex = run.add_argument_group("execution (docs/run-directory.md)")
     ex.add_argument(
