@@ -198,6 +198,18 @@ class ServingRun:
     tokenizer: Any = None
     tokenizer_id: str | None = None
 
+    def load_spec(self, point: SweepPoint) -> LoadSpec:
+        """The load of one sweep point: its concurrency or rate, with the run's schedule settings."""
+        return LoadSpec(
+            max_concurrency=point.max_concurrency,
+            request_rate=point.request_rate,
+            burstiness=self.burstiness,
+            duration_s=self.duration_s,
+            num_warmups=self.num_warmups,
+            seed=self.seed,
+            timeout_s=self.timeout_s,
+        )
+
 
 def run_sweep(run: ServingRun, root: Path, on_point=None) -> list[dict[str, Any]]:
     """Every sweep point in order; each point's files are written as soon as it finishes."""
@@ -205,16 +217,7 @@ def run_sweep(run: ServingRun, root: Path, on_point=None) -> list[dict[str, Any]
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for point in run.points:
-        load = LoadSpec(
-            max_concurrency=point.max_concurrency,
-            request_rate=point.request_rate,
-            burstiness=run.burstiness,
-            duration_s=run.duration_s,
-            num_warmups=run.num_warmups,
-            seed=run.seed,
-            timeout_s=run.timeout_s,
-        )
-        res = asyncio.run(run_point(run.endpoint, run.specs, load))
+        res = asyncio.run(run_point(run.endpoint, run.specs, run.load_spec(point)))
         retokenize_missing(res.records, run.tokenizer)
         result = point_result(run, point, res)
         with (out_dir / f"{point.label}.requests.jsonl").open("w", encoding="utf-8") as f:

@@ -163,7 +163,6 @@ def _run_ab(args: argparse.Namespace, run, root, manifest) -> int:
 
     from lmgauge.perf.ab import compare, run_ab
     from lmgauge.perf.console import print_ab
-    from lmgauge.perf.load import LoadSpec
     from lmgauge.perf.serving import ServingError, point_result, resolve_endpoint, served_model
     from lmgauge.runs.rundir import write_json_atomic
 
@@ -180,15 +179,7 @@ def _run_ab(args: argparse.Namespace, run, root, manifest) -> int:
         return 2
     ep_b = replace(run.endpoint, url=url_b, kind=kind_b, model=model_b)
     point = run.points[0]
-    load = LoadSpec(
-        max_concurrency=point.max_concurrency,
-        request_rate=point.request_rate,
-        burstiness=run.burstiness,
-        duration_s=run.duration_s,
-        num_warmups=run.num_warmups,
-        seed=run.seed,
-        timeout_s=run.timeout_s,
-    )
+    load = run.load_spec(point)
     manifest.set("ab", {"a": run.endpoint.url, "b": url_b, "order": args.ab_order, "repeats": args.ab_repeats})
     log.info("A/B: %s vs %s, %d repeats, %s; %s", run.endpoint.url, url_b, args.ab_repeats, args.ab_order, root)
     out = root / "ab"
