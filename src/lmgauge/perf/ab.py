@@ -5,7 +5,9 @@ Per-request metrics (TTFT, TPOT, E2EL, the request's mean ITL) are paired by (re
 request k of repeat r carries the same prompt and is sent at the same point of the schedule on both
 sides, so machine noise common to a moment cancels. Only pairs where both sides succeeded count
 (failures are reported per side). Run-level throughputs are paired by repeat. The order is
-interleaved (A, B, A, B, ...) or sequential (all of A, then all of B).
+interleaved, counterbalanced (A B, B A, A B, ...: which side goes first alternates per repeat, so
+an order effect such as a warmer machine for the second run cancels instead of showing as a
+difference) or sequential (all of A, then all of B).
 
 "within noise": the interval contains 0. Otherwise "B higher" / "B lower" (for latencies lower is
 faster; for throughputs higher is better).
@@ -54,7 +56,7 @@ def run_ab(
         raise ValueError("--repeats must be at least 1")
     sides = {"A": Side(a, []), "B": Side(b, [])}
     plan = (
-        [(s, r) for r in range(repeats) for s in "AB"]
+        [(s, r) for r in range(repeats) for s in ("AB" if r % 2 == 0 else "BA")]
         if order == "interleaved"
         else [(s, r) for s in "AB" for r in range(repeats)]
     )
