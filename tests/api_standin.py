@@ -97,6 +97,9 @@ class StandIn:
         self.fail_next: list[
             tuple
         ] = []  # one fault per coming request: ("status", code[, retry_after]), ("slow", s), ("malformed",), ("drop",)
+        # seconds each coming request takes to reach the server's queue (a connection that opens late:
+        # requests sent after it are queued ahead of it), in the order they arrive
+        self.late_next: list[float] = []
         self.requests: list[dict] = []  # every request seen: path, headers, body
         self.in_flight = 0
         self.max_in_flight = 0
@@ -374,7 +377,10 @@ class _Handler(BaseHTTPRequestHandler):
             s.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
             s.in_flight += 1
             s.max_in_flight = max(s.max_in_flight, s.in_flight)
+        with s._lock:
+            late = s.late_next.pop(0) if s.late_next and method == "POST" else 0.0
         try:
+            time.sleep(late)
             if "one_at_a_time" in s.mode and method == "POST":
                 with s._queue:
                     time.sleep(s.service_s)

@@ -365,6 +365,24 @@ def test_one_at_a_time_server_no_error_no_retry_hf_numbers(fast, tiny_model, tin
             assert fast.max_in_flight == len(reqs) and wall > 3 * 2.0
 
 
+@pytest.mark.slow
+def test_request_queued_behind_later_ones_is_not_a_stall(fast, tiny_llama_dir):
+    """The first request sent (one in flight then) reaches a one-at-a-time server last: the three
+    sent just after it are queued ahead of it, and its answer comes after 4 x 0.6 s, past the 2 s
+    timeout, while the server answers the others every 0.6 s. Waiting behind requests sent after
+    it is queueing, not a stall (the client once bounded the wait by the requests in flight when
+    it was sent, and gave this one up)."""
+    fast.mode.add("one_at_a_time")
+    fast.service_s = 0.6
+    model = _openai(fast, tokenizer_path=str(tiny_llama_dir), timeout=2.0, concurrency=4, adaptive=False)
+    fast.requests.clear()  # the probes made when the model was built
+    fast.late_next = [0.3]  # the first to arrive joins the queue last
+    got = model.loglikelihood(SHORT[:4])
+    assert [r.error for r in got] == [None] * 4
+    assert (model.counts.retries, model.counts.stalls) == (0, 0)
+    assert len(fast.requests) == 4
+
+
 # --- the API key ----------------------------------------------------------------------------------
 
 

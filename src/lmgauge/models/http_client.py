@@ -183,8 +183,10 @@ class Session:
     A try is given up only when the server has delivered nothing at all (to any request) for
     `policy.timeout` seconds: time a request spends waiting behind others in the server's queue
     while the server answers them is not a failure and never costs a try. A try waits at most
-    `timeout` for each request that was in flight when it was sent, so a server that answers
-    others but never this one still fails it.
+    `timeout` for each request in flight while it waited (the most at once), so a server that
+    answers others but never this one still fails it. Counting only those in flight when it was
+    sent is not enough: requests sent just after it can reach the server first (connections open
+    in parallel) and queue ahead of it.
     """
 
     def __init__(self, client: httpx.AsyncClient, link: ServerLink) -> None:
@@ -193,6 +195,8 @@ class Session:
         self.in_flight = 0
         self.last_progress = time.monotonic()  # the last answer or stream event from the server
         self._gate = asyncio.Condition()
+        # per request being watched: the most requests in flight at once since it was sent
+        self._peaks: dict[int, int] = {}
         # reads are watched by _watched, not by httpx: a queued request may wait long
         self._timeout = httpx.Timeout(None, connect=self.policy.timeout)
 
@@ -202,6 +206,8 @@ class Session:
         async with self._gate:
             await self._gate.wait_for(lambda: self.in_flight < self.limit.current)
             self.in_flight += 1
+            for key, peak in self._peaks.items():
+                self._peaks[key] = max(peak, self.in_flight)
         try:
             yield
         finally:
@@ -216,10 +222,12 @@ class Session:
         task = asyncio.ensure_future(coro)
         sent = time.monotonic()
         patience = self.policy.timeout
-        hard = sent + patience * max(1, self.in_flight)  # in_flight counts this request too
+        key = id(task)
+        self._peaks[key] = max(1, self.in_flight)  # in_flight counts this request too
         try:
             while True:
                 now = time.monotonic()
+                hard = sent + patience * self._peaks[key]
                 deadline = max(sent, self.last_progress) + patience
                 if not started():  # still waiting for its turn: bounded by the queue ahead of it
                     deadline = min(deadline, hard)
@@ -232,6 +240,7 @@ class Session:
                 if done:
                     return task.result()
         finally:
+            del self._peaks[key]
             if not task.done():
                 task.cancel()  # closes the connection: vLLM and SGLang abort the request
                 with contextlib.suppress(BaseException):
