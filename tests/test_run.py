@@ -57,9 +57,11 @@ def test_run_directory_contract(mmlu_run):
         assert s["correct"] == (s["pred"] == s["gold"])
         assert s["prompt"].startswith("The following are multiple choice questions (with answers) about astronomy.\n\n")
         assert s["prompt"].count("\nAnswer:") == 6  # 5 shots + the question
+        assert all("latency" not in a for a in s["answers"])  # in-process: no request is timed
     res = json.loads((run / "results" / "smol" / "mmlu_astronomy.json").read_text())
     assert res["n"] == 4 and res["n_available"] == 152 and res["category"] == "stem"
     assert set(res["metrics"]["acc"]) == {"value", "stderr", "n"}
+    assert "latency" not in res
 
 
 def test_group_results_micro_macro_and_categories(mmlu_run):

@@ -2,7 +2,8 @@
 
 Plain dataclasses: tasks build them, backends answer them, the runner stores them. A result whose
 `error` is set carries no answer: the runner records the error on the sample and leaves the sample
-out of the metrics (never scored as wrong), and the summary counts such samples.
+out of the metrics (never scored as wrong), and the summary counts such samples. A result from a
+served backend also says how long its request took (`latency`); in-process backends leave it None.
 """
 
 from __future__ import annotations
@@ -12,6 +13,18 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class RequestLatency:
+    """How long a server took over one request: its HTTP call(s) (a rolling document has one per
+    window), timed from the send of each call's answering try; earlier failed tries are left out of
+    the times and counted in `tries`."""
+
+    e2el_s: float  # send to last byte, summed over the calls
+    ttft_s: float | None = None  # streams: send to the first server-sent event, of the first call
+    calls: int = 1
+    tries: int = 1  # over all calls: more than `calls` when some were retried
 
 
 @dataclass(frozen=True)
@@ -29,6 +42,7 @@ class LoglikelihoodResult:
     n_tokens: int = 0  # continuation length in tokens
     truncated: int = 0  # context tokens dropped on the left to fit max_seq_len
     error: str | None = None  # the backend could not answer (e.g. a server kept failing): not a score
+    latency: RequestLatency | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,7 @@ class RollingResult:
     n_tokens: int  # tokens predicted (scored)
     n_windows: int = 0
     error: str | None = None
+    latency: RequestLatency | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +100,7 @@ class GenerateResult:
     finish_reason: str = "length"  # "stop" | "length" | "eos"
     error: str | None = None
     prompt: str | None = None  # the text the model saw, when it differs from the request's (chat template)
+    latency: RequestLatency | None = None
 
 
 @dataclass

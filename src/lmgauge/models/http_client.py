@@ -25,6 +25,7 @@ import httpx
 
 from lmgauge.models.base import ModelError
 from lmgauge.models.concurrency import AdaptiveLimit
+from lmgauge.requests import RequestLatency
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,17 @@ class RequestTiming:
     @property
     def ttft(self) -> float | None:
         return None if self.first_event is None else self.first_event - self.sent
+
+
+def latency_of(timings: list[RequestTiming]) -> RequestLatency:
+    """One request's latency from the timings of its calls, in the order they were answered."""
+    first = timings[0].ttft
+    return RequestLatency(
+        e2el_s=round(sum(t.latency for t in timings), 6),  # microseconds: enough, and short lines
+        ttft_s=None if first is None else round(first, 6),
+        calls=len(timings),
+        tries=sum(t.tries for t in timings),
+    )
 
 
 @dataclass

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
@@ -37,6 +37,7 @@ from lmgauge.models.http_client import (
     RetryPolicy,
     ServerLink,
     Session,
+    latency_of,
     new_client,
     read_api_key,
     run_all,
@@ -103,6 +104,7 @@ class ServedModel:
         tokenizer_kwargs: dict | None = None,
     ) -> None:
         t0 = time.perf_counter()
+        self._timings: dict[int, list[RequestTiming]] = {}  # per request of the list being run
         self.base_url = self.normalize_url(api_url)
         self.api_key_env = api_key_env
         key = read_api_key(api_key_env)
@@ -171,7 +173,9 @@ class ServedModel:
 
     def on_timing(self, index: int | None, timing: RequestTiming) -> None:
         """Every answer's timing (latency, TTFT for streams), with the index of the request it
-        answers in the list being run: where per-request latency is recorded. Nothing yet."""
+        answers in the list being run; _run puts them on that request's result (`latency`)."""
+        if index is not None:
+            self._timings.setdefault(index, []).append(timing)
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -194,7 +198,14 @@ class ServedModel:
 
     def _run(self, n: int, answer: Callable[[Session, int], Awaitable[Any]], failed, on_result) -> list[Any]:
         self._stats.requests += n
-        results = run_all(self.link, n, answer, failed, on_result)
+        self._timings = {}
+
+        async def timed(session: Session, i: int) -> Any:
+            result = await answer(session, i)
+            calls = self._timings.pop(i, None)  # every call of request i has been answered by now
+            return replace(result, latency=latency_of(calls)) if calls else result
+
+        results = run_all(self.link, n, timed, failed, on_result)
         if n:
             snap, c = self.link.limit.snapshot(), self.counts
             log.info(

@@ -24,6 +24,7 @@ from lmgauge.requests import (
     GenerateResult,
     LoglikelihoodRequest,
     LoglikelihoodResult,
+    RequestLatency,
     RollingRequest,
     RollingResult,
 )
@@ -37,7 +38,14 @@ RESULT_OF = {LoglikelihoodRequest: LoglikelihoodResult, RollingRequest: RollingR
 
 
 def answers_of(results: list) -> list[dict]:
-    return [asdict(r) for r in results]
+    """The results as journal dicts; `latency` only where a server answered (none for hf runs)."""
+    out = []
+    for r in results:
+        a = asdict(r)
+        if a.get("latency", 0) is None:
+            del a["latency"]
+        out.append(a)
+    return out
 
 
 def results_from(answers: list[dict], requests: list) -> list:
@@ -48,7 +56,11 @@ def results_from(answers: list[dict], requests: list) -> list:
     for q, a in zip(requests, answers):
         cls = RESULT_OF[type(q)]
         known = {f.name for f in fields(cls)}
-        out.append(cls(**{k: v for k, v in a.items() if k in known}))  # a field added later keeps its default
+        kw = {k: v for k, v in a.items() if k in known}  # a field added later keeps its default
+        if isinstance(kw.get("latency"), dict):
+            lat = {f.name for f in fields(RequestLatency)}
+            kw["latency"] = RequestLatency(**{k: v for k, v in kw["latency"].items() if k in lat})
+        out.append(cls(**kw))
     return out
 
 

@@ -215,6 +215,16 @@ class RunManifest(Versioned):
 # ---------------------------------------------------------------- journal lines
 
 
+class AnswerLatency(Record):
+    """An answer's `latency` (served backends only): the request's HTTP call(s), timed from the send
+    of each call's answering try (lmgauge.requests.RequestLatency)."""
+
+    e2el_s: float
+    ttft_s: float | None = None  # streamed requests: to the first server-sent event
+    calls: int = 1
+    tries: int = 1
+
+
 class LoglikelihoodAnswer(Record):
     """A LoglikelihoodResult as written: log P(continuation | context)."""
 
@@ -224,6 +234,7 @@ class LoglikelihoodAnswer(Record):
     n_tokens: int = 0
     truncated: int = 0
     error: str | None = None
+    latency: AnswerLatency | None = None  # absent for in-process backends and runs before it existed
 
 
 class RollingAnswer(Record):
@@ -234,6 +245,7 @@ class RollingAnswer(Record):
     n_tokens: int
     n_windows: int = 0
     error: str | None = None
+    latency: AnswerLatency | None = None  # absent for in-process backends and runs before it existed
 
 
 class GenerateAnswer(Record):
@@ -246,6 +258,7 @@ class GenerateAnswer(Record):
     finish_reason: str = "length"
     error: str | None = None
     prompt: str | None = None  # the text the model saw, where it differs from the request's (chat template)
+    latency: AnswerLatency | None = None  # absent for in-process backends and runs before it existed
 
 
 def _answer_kind(v: Any) -> str:
@@ -316,6 +329,25 @@ class ResultBase(Versioned):
     n: int = 0
 
 
+class LatencySummary(Record):
+    """results' `latency`: the served requests behind a task's samples, with `lmgauge perf`'s (and
+    vLLM's) key names; in ms. Only where a server answered: in-process runs have no `latency`."""
+
+    requests: int  # requests with a latency (the samples' answers)
+    calls: int  # HTTP calls (a rolling document makes one per window)
+    retried: int = 0  # requests that needed more than one try
+    streamed: int = 0  # requests with a TTFT
+    output_tokens: int | None = None  # generation tasks: tokens generated over those requests
+    mean_e2el_ms: float
+    median_e2el_ms: float
+    p90_e2el_ms: float
+    p99_e2el_ms: float
+    mean_ttft_ms: float | None = None
+    median_ttft_ms: float | None = None
+    p90_ttft_ms: float | None = None
+    p99_ttft_ms: float | None = None
+
+
 class TaskResult(ResultBase):
     """results/<model>/<task>.json for one task."""
 
@@ -334,6 +366,7 @@ class TaskResult(ResultBase):
     timing: dict[str, float] = Field(default_factory=dict)
     tokens: TokenCounts = Field(default_factory=TokenCounts)
     shards: int | None = None  # set when the task ran as several shards
+    latency: LatencySummary | None = None  # served backends only
 
 
 class GroupResult(ResultBase):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from lmgauge.models.base import LanguageModel
 from lmgauge.runs.journal import TaskJournal, is_answer, results_from
+from lmgauge.runs.latency import latency_summary
 from lmgauge.runs.manifest import Manifest
 from lmgauge.runs.plan import Shard, TaskSpec
 from lmgauge.runs.reader import read_record
@@ -124,6 +125,9 @@ def finalize_task(
     )
     if len(shards) > 1:
         result.shards = len(shards)
+    latency = latency_summary(samples)
+    if latency is not None:  # served backends only: an in-process run has no such key
+        result.latency = latency
     rundir.write_results(model, task.name, result)
     _done(
         manifest,
