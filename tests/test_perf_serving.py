@@ -217,34 +217,58 @@ def test_failures_are_counted_and_kept():
     assert all("ConnectError" in (r.error or "") for r in res.records)
 
 
-def _ab(tmp_path, stand_a, stand_b, rid):
+def _ab(tmp_path, stand_a, stand_b, rid, *extra, prompts=6):
     from lmgauge.cli import main
 
-    prompts = tmp_path / "p.jsonl"
-    prompts.write_text("".join(json.dumps({"prompt": f"p{i}", "output_len": 6}) + "\n" for i in range(6)))
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"p{i}", "output_len": 6}) + "\n" for i in range(prompts)))
     argv = ["perf", "--api-url", stand_a.url, "--api-model", "m", "--ab-url", stand_b.url, "--ab-model", "m"]
-    argv += ["--dataset-path", str(prompts), "--num-prompts", "6", "--max-concurrency", "1", "--ab-repeats", "3"]
-    argv += ["--num-warmups", "0", "-w", str(tmp_path), "--run-id", rid]
+    argv += ["--dataset-path", str(path), "--num-prompts", str(prompts), "--max-concurrency", "1", "--ab-repeats", "3"]
+    argv += ["--num-warmups", "0", "-w", str(tmp_path), "--run-id", rid, *extra]
     assert main(argv) == 0
     return json.loads((tmp_path / rid / "ab" / "ab.json").read_text())
 
 
-def test_ab_identical_servers_within_noise_and_a_known_difference(tmp_path):
-    a, same, slower = TimedStandIn(0.02, 1), TimedStandIn(0.02, 1), TimedStandIn(0.05, 1)
+def test_ab_identical_servers_are_within_noise_never_different(tmp_path):
+    """Two identical stand-ins, both at once (--ab-order parallel: the machine's noise hits both sides
+    of a pair). With the default 5% margin (1 ms of a 20 ms TPOT) TPOT and E2EL are "within noise";
+    a load spike on this shared machine can widen an interval to "inconclusive" (measured: about one
+    run in five), which is the honest answer then, so up to three tries; "different" is never right."""
+    a, same = TimedStandIn(0.02, 1), TimedStandIn(0.02, 1)
+    seen = []
     try:
-        eq = _ab(tmp_path, a, same, "eq")
-        diff = _ab(tmp_path, a, slower, "diff")
+        for attempt in range(3):
+            eq = _ab(tmp_path, a, same, f"eq{attempt}", "--ab-order", "parallel", prompts=8)
+            assert eq["per_request"]["tpot_ms"]["n"] == 24 and eq["failed"] == {"A": 0, "B": 0}
+            assert eq["margin"] == 0.05
+            verdicts = {m: r["verdict"] for m, r in eq["per_request"].items()}
+            assert "different" not in verdicts.values(), eq["per_request"]
+            seen.append({m: (r["verdict"], r["delta"], r["ci95"], r["margin"]) for m, r in eq["per_request"].items()})
+            if verdicts["tpot_ms"] == verdicts["e2el_ms"] == "within noise":
+                break
+        else:
+            pytest.fail(f"identical stand-ins never within noise in 3 tries: {seen}")
     finally:
-        for s in (a, same, slower):
+        for s in (a, same):
             s.close()
-    assert eq["per_request"]["tpot_ms"]["n"] == 18 and eq["failed"] == {"A": 0, "B": 0}
+    r = eq["per_request"]["tpot_ms"]
+    assert (
+        r["margin"] == pytest.approx(0.05 * r["mean_a"]) and -r["margin"] <= r["ci95"][0] <= r["ci95"][1] <= r["margin"]
+    )
+
+
+def test_ab_a_known_difference_is_different(tmp_path):
+    a, slower = TimedStandIn(0.02, 1), TimedStandIn(0.05, 1)
+    try:
+        diff = _ab(tmp_path, a, slower, "diff")  # the default order: interleaved, counterbalanced
+    finally:
+        for s in (a, slower):
+            s.close()
     d = diff["per_request"]["tpot_ms"]
-    assert d["verdict"] == "B higher" and d["ci95"][0] > 15  # 50 - 20 = 30 ms more per token
+    # 50 - 20 = 30 ms more per token: far beyond the 1 ms margin
+    assert (d["verdict"], d["direction"]) == ("different", "B higher") and d["ci95"][0] > 15
+    assert (diff["per_request"]["e2el_ms"]["verdict"], diff["per_request"]["e2el_ms"]["direction"]) == (
+        "different",
+        "B higher",
+    )
     assert diff["per_run"]["request_throughput"]["mean_b"] < diff["per_run"]["request_throughput"]["mean_a"]
-    verdicts = {m: eq["per_request"][m]["verdict"] for m in ("tpot_ms", "e2el_ms")}
-    if verdicts != {"tpot_ms": "within noise", "e2el_ms": "within noise"}:
-        # Known open problem (issue 14): the stand-ins sleep almost exactly, so the paired interval is a
-        # fraction of a millisecond wide and a sub-millisecond difference between two stand-ins is
-        # called significant in about one run of four. The verdict needs a practical-equivalence
-        # margin; until then this half is reported, not enforced.
-        pytest.xfail(f"identical stand-ins not within noise: {verdicts} ({eq['per_request']['tpot_ms']})")

@@ -91,8 +91,19 @@ def add_parser(sub: Any) -> None:
     sv.add_argument("--timeout", type=float, default=600.0, help="seconds per request (default 600)")
     sv.add_argument("--ab-url", metavar="URL", help="A/B: a second endpoint (B) given the same prompts and schedule")
     sv.add_argument("--ab-model", help="model name on the B endpoint (default: the one its /v1/models lists)")
-    sv.add_argument("--ab-order", choices=["interleaved", "sequential"], default="interleaved")
+    sv.add_argument(
+        "--ab-order",
+        choices=["interleaved", "sequential", "parallel"],
+        default="interleaved",
+        help="A/B: A B, B A, ... per repeat (default); all A then all B; or both at once (separate hardware)",
+    )
     sv.add_argument("--ab-repeats", type=int, default=3, metavar="N", help="A/B: runs per side (default 3)")
+    sv.add_argument(
+        "--ab-margin",
+        default="5%",
+        metavar="M",
+        help="A/B: differences within M of A's mean are 'within noise' (0.05 or 5%%; default 5%%)",
+    )
     p.set_defaults(func=cmd_perf)
 
 

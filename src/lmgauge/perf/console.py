@@ -71,14 +71,16 @@ def print_serving(results: Sequence[dict]) -> None:
 
 
 def print_ab(result: dict) -> None:
-    table = Table(title=f"A/B at {result['point']}: B - A, paired bootstrap 95% interval")
-    for col in ("metric", "pairs", "A", "B", "B - A", "95% interval", "verdict"):
+    margin = result.get("margin", 0.05)
+    table = Table(title=f"A/B at {result['point']}: B - A, paired bootstrap 95% interval, margin {margin:.0%} of A")
+    for col in ("metric", "pairs", "A", "B", "B - A", "95% interval", "±margin", "verdict"):
         table.add_column(col, justify="right")
     for group in ("per_request", "per_run"):
         for name, r in result[group].items():
             if "delta" not in r:
-                table.add_row(name, str(r["n"]), "", "", "", "", r["verdict"])
+                table.add_row(name, str(r["n"]), "", "", "", "", "", r["verdict"])
                 continue
+            said = r["verdict"] + (f" ({r['direction']})" if r.get("direction") else "")
             table.add_row(
                 name,
                 str(r["n"]),
@@ -86,7 +88,8 @@ def print_ab(result: dict) -> None:
                 f"{r['mean_b']:.3f}",
                 f"{r['delta']:+.3f}",
                 f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]",
-                r["verdict"],
+                f"{r['margin']:.3f}",
+                said,
             )
     console.print(table)
     console.print(f"failed requests: A {result['failed']['A']}, B {result['failed']['B']}")

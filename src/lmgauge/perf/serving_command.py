@@ -161,7 +161,7 @@ def _run_ab(args: argparse.Namespace, run, root, manifest) -> int:
     """The same prompts and schedule against --api-url (A) and --ab-url (B); paired differences."""
     from dataclasses import replace
 
-    from lmgauge.perf.ab import compare, run_ab
+    from lmgauge.perf.ab import compare, parse_margin, run_ab
     from lmgauge.perf.console import print_ab
     from lmgauge.perf.serving import ServingError, point_result, resolve_endpoint, served_model
     from lmgauge.runs.rundir import write_json_atomic
@@ -171,16 +171,20 @@ def _run_ab(args: argparse.Namespace, run, root, manifest) -> int:
         manifest.finish("failed: A/B with a sweep")
         return 2
     try:
+        margin = parse_margin(args.ab_margin)
         base_b, url_b, kind_b = resolve_endpoint(args.ab_url, args.endpoint, args.api_type)
         model_b = args.ab_model or (None if kind_b == "lightllm" else served_model(base_b, run.endpoint.api_key))
-    except ServingError as e:
+    except (ServingError, ValueError) as e:
         log.error("%s", e)
         manifest.finish(f"failed: {e}")
         return 2
     ep_b = replace(run.endpoint, url=url_b, kind=kind_b, model=model_b)
     point = run.points[0]
     load = run.load_spec(point)
-    manifest.set("ab", {"a": run.endpoint.url, "b": url_b, "order": args.ab_order, "repeats": args.ab_repeats})
+    manifest.set(
+        "ab",
+        {"a": run.endpoint.url, "b": url_b, "order": args.ab_order, "repeats": args.ab_repeats, "margin": margin},
+    )
     log.info("A/B: %s vs %s, %d repeats, %s; %s", run.endpoint.url, url_b, args.ab_repeats, args.ab_order, root)
     out = root / "ab"
 
@@ -195,7 +199,12 @@ def _run_ab(args: argparse.Namespace, run, root, manifest) -> int:
         log.error("%s", e)
         manifest.finish(f"failed: {e}")
         return 1
-    result = {"a": run.endpoint.url, "b": url_b, "point": point.label, **compare(a, b, run.percentiles, run.seed)}
+    result = {
+        "a": run.endpoint.url,
+        "b": url_b,
+        "point": point.label,
+        **compare(a, b, run.percentiles, run.seed, margin),
+    }
     write_json_atomic(out / "ab.json", result)
     manifest.finish("done")
     print_ab(result)
