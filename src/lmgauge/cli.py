@@ -83,6 +83,13 @@ def _add_run(sub) -> None:
     api.add_argument("--api-chat", action="store_true", help="generation through /v1/chat/completions")
     api.add_argument("--api-stream", action="store_true", help="stream generated text")
     api.add_argument(
+        "--api-topk",
+        type=int,
+        metavar="K",
+        help="choices of one token each: one request per question reading the next token's top K logprobs "
+        "(default 20, checked against the server at start); 0: one request per choice",
+    )
+    api.add_argument(
         "--concurrency",
         type=int,
         help="most requests in flight (default 64); the client adapts below it to what the server sustains",

@@ -78,6 +78,8 @@ class ModelConfig(BaseModel):
     api_type: Literal["openai", "lightllm"] | None = None
     api_chat: bool = False  # generation through /v1/chat/completions
     api_stream: bool = False
+    # a question's one-token choices from one request's next-token top-k (0: one request per choice)
+    api_topk: int = Field(default=20, ge=0)
     concurrency: int = Field(default=64, gt=0)  # requests in flight
     timeout: float = Field(default=120.0, gt=0)  # seconds per try
     retries: int = Field(default=5, ge=0)

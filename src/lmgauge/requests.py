@@ -43,6 +43,9 @@ class LoglikelihoodResult:
     truncated: int = 0  # context tokens dropped on the left to fit max_seq_len
     error: str | None = None  # the backend could not answer (e.g. a server kept failing): not a score
     latency: RequestLatency | None = None
+    # served models: what the number was read from, "prompt_logprobs" (the continuation scored in
+    # its own prompt) or "next_token_topk" (one request per question, models/served_choices.py)
+    scored_from: str | None = None
 
 
 @dataclass(frozen=True)

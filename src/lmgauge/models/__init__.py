@@ -46,6 +46,7 @@ def build_model(cfg) -> LanguageModel:
             tokenizer_path=cfg.tokenizer_path,
             chat=cfg.api_chat,
             stream=cfg.api_stream,
+            topk=cfg.api_topk,
             concurrency=cfg.concurrency,
             timeout=cfg.timeout,
             retries=cfg.retries,

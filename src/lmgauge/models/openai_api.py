@@ -7,12 +7,20 @@ hf backend's exact tokens), else by `logprobs.text_offset`. Generation goes thro
 /v1/completions or, with `chat`, /v1/chat/completions (the server applies its chat template).
 A probe at start checks that the server returns prompt logprobs and that they are scored
 against the right position; when not, log-likelihood requests fail at once with the reason.
+
+A question whose choices are one token each is answered by one completion of its context with
+`max_tokens: 1, logprobs: k, return_tokens_as_token_ids: true` (vLLM's extension: top-k keys as
+"token_id:N", so tokens that decode alike stay apart); served_choices.py says when that is exact.
+Its probe checks the keys and that the values are the prompt path's logprobs (vLLM's default
+--logprobs-mode raw_logprobs; processed ones or logits would differ), and takes the server's cap
+(--max-logprobs, 20 by default) from its 400 when k is over it.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Sequence
 from operator import itemgetter
 from typing import Any
@@ -25,6 +33,9 @@ from lmgauge.models.served_prompts import ScoredPrompt, loglikelihood_prompt, mo
 from lmgauge.requests import GenerateRequest, LoglikelihoodRequest, LoglikelihoodResult
 
 log = logging.getLogger(__name__)
+
+TOKEN_ID_KEY = "token_id:"  # vLLM's key for a token with return_tokens_as_token_ids
+LOGPROBS_CAP = re.compile(r"logprobs of \d+, which is greater than max allowed: (\d+)")  # vLLM's 400
 
 
 def openai_base_url(url: str) -> str:
@@ -53,6 +64,20 @@ def _echo_logprobs(answer: Any) -> dict:
     if not isinstance(lp, dict) or not isinstance(lp.get("token_logprobs"), list):
         raise BadAnswer("the answer carries no logprobs.token_logprobs")
     return {**lp, "_usage": answer.get("usage") or {}, "_text": _first_choice(answer).get("text", "")}
+
+
+def _next_token_by_id(answer: Any) -> dict[int, float]:
+    """The generated token's logprob and its top_logprobs, keyed by token id (vLLM's
+    return_tokens_as_token_ids): the top-k and the greedy token at temperature 0."""
+    lp: Any = _first_choice(answer).get("logprobs")
+    try:
+        pairs = list(lp["top_logprobs"][0].items()) + [(lp["tokens"][0], lp["token_logprobs"][0])]
+        out = {int(key.removeprefix(TOKEN_ID_KEY)): float(v) for key, v in pairs if key.startswith(TOKEN_ID_KEY)}
+    except (KeyError, TypeError, IndexError, ValueError, AttributeError) as e:
+        raise BadAnswer(f"no next-token top_logprobs by token id ({type(e).__name__}: {e})") from None
+    if len(out) < len(pairs) - 1:  # one key may repeat: the greedy token is among the top-k
+        raise BadAnswer(f"top_logprobs not keyed by token id: {list(lp['top_logprobs'][0])[:3]}")
+    return out
 
 
 def _sum_positions(lp: dict, first: int, end: int) -> tuple[float, bool]:
@@ -186,6 +211,59 @@ class OpenAIModel(ServedModel):
                 "its log-likelihoods would be wrong"
             )
         return None
+
+    # --- one request per question ---------------------------------------------------------------
+
+    def _topk_payload(self, ids: list[int], k: int) -> dict:
+        body = self._completion_payload(ids, echo=False)
+        body.update(logprobs=k, return_tokens_as_token_ids=True)
+        return body
+
+    async def probe_topk(self, session: Session, k: int) -> tuple[int, str | None]:
+        """Next-token top-k of the probe text: keyed by token id, log-probabilities, and equal to
+        the greedy token's prompt logprob; k lowered to the server's cap when it names one."""
+        tok = self.tokenizer
+        assert tok is not None
+        ids = tok.bos_ids + tok.encode(PROBE_TEXT)
+        url = f"{self.base_url}/completions"
+        while True:
+            try:
+                raw = (await session.json("POST", url, self._topk_payload(ids, k))).value
+                break
+            except RequestFailed as e:
+                cap = LOGPROBS_CAP.search(str(e)) if e.status == 400 else None
+                if cap is None or not 1 < int(cap.group(1)) < k:
+                    return 0, f"the server refuses logprobs {k} on a completion: {e}"
+                log.info("%s: the server gives at most %s logprobs per token", self.base_url, cap.group(1))
+                k = int(cap.group(1))
+        try:
+            top = _next_token_by_id(raw)
+        except BadAnswer as e:
+            return 0, f"the server does not key next-token logprobs by token id (return_tokens_as_token_ids): {e}"
+        if any(v > 1e-4 or math.isnan(v) for v in top.values()):
+            return 0, f"the next-token logprobs are not log-probabilities (logits?): {sorted(top.values())[-3:]}"
+        greedy = max(top, key=top.__getitem__)
+        try:
+            echo = (
+                await session.json("POST", url, self._completion_payload(ids + [greedy], echo=True), _echo_logprobs)
+            ).value
+            prompt_lp = float(echo["token_logprobs"][len(ids)])
+        except (RequestFailed, BadAnswer, IndexError, TypeError, ValueError) as e:
+            return 0, f"could not compare the next-token logprobs with the prompt's: {e}"
+        if abs(prompt_lp - top[greedy]) > 1e-3:  # vLLM with --logprobs-mode processed_logprobs, say
+            return 0, (
+                f"the next-token logprob of the greedy token ({top[greedy]:.4f}) differs from its prompt logprob "
+                f"({prompt_lp:.4f}): not the same numbers"
+            )
+        if len(top) < min(k, 2):
+            return 0, f"the server returned {len(top)} next-token logprobs for logprobs {k}"
+        return k, None
+
+    async def next_token_logprobs(self, session: Session, ids: list[int], k: int, work: int) -> dict[int, float]:
+        reply = await session.json(
+            "POST", f"{self.base_url}/completions", self._topk_payload(ids, k), _next_token_by_id, work
+        )
+        return reply.value
 
     # --- log-likelihood ------------------------------------------------------------------------
 

@@ -9,6 +9,9 @@ ServedModel and implements:
 - `normalize_url(url)`: the base URL its routes hang off;
 - `probe(session)`: why log-likelihood is unavailable from this server, or None;
 - `score_ids(session, prompt)`: (log-likelihood, is_greedy) of prompt.ids[prompt.first:];
+- optionally `probe_topk(session, k)` and `next_token_logprobs(session, ids, k, work)`: the next
+  token's top-k logprobs, which answer a question's one-token choices with one request
+  (served_choices.py);
 - `generation_call(r, prompt)`: the (url, body) of one generation, and
   `parse_generation` / `fold_generation`: its answer (or stream events) as a Generated;
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, TypeVar
@@ -43,6 +47,7 @@ from lmgauge.models.http_client import (
     run_all,
     run_sync,
 )
+from lmgauge.models.served_choices import PROMPT, Question, answer_question, find_questions
 from lmgauge.models.served_prompts import ScoredPrompt, generation_prompt, loglikelihood_prompt, rolling_prompts
 from lmgauge.models.tokenizer import ModelTokenizer, configured_context_length
 from lmgauge.requests import (
@@ -50,9 +55,11 @@ from lmgauge.requests import (
     GenerateResult,
     LoglikelihoodRequest,
     LoglikelihoodResult,
+    RequestLatency,
     RollingRequest,
     RollingResult,
     TokenStats,
+    all_answered,
 )
 
 log = logging.getLogger(__name__)
@@ -60,6 +67,8 @@ log = logging.getLogger(__name__)
 PROBE_TEXT = "The capital of France is"
 GEN_VARIANT_HINT = "run the task's generation variant instead (e.g. mmlu_gen for mmlu)"
 CHARS_PER_TOKEN = 4  # a text prompt's size in tokens, for the in-flight limit only
+TOPK_QUESTIONS = "next_token_topk questions"  # scored_from's count of questions answered by one request
+DEFAULT_TOPK = 20  # next-token logprobs asked for per question (vLLM's --max-logprobs default is 20)
 
 T = TypeVar("T")
 
@@ -71,6 +80,15 @@ class Generated:
     text: str
     n_tokens: int
     finish: str  # "stop" (a stop string) | "length" | "eos"
+
+
+def _with_latency(result: Any, latency: RequestLatency) -> Any:
+    """A result with its request's latency. A question's choices (a list: one request answered them
+    all) carry it on the first: results' latency summary counts requests. A question sent back to
+    per-choice requests (a str) keeps none."""
+    if isinstance(result, list):
+        return [replace(result[0], latency=latency), *result[1:]] if result else result
+    return result if isinstance(result, str) else replace(result, latency=latency)
 
 
 def _text_tokens(text: str) -> float:
@@ -102,6 +120,7 @@ class ServedModel:
         bos: str = "never",
         trust_remote_code: bool = False,
         tokenizer_kwargs: dict | None = None,
+        topk: int = DEFAULT_TOPK,
     ) -> None:
         t0 = time.perf_counter()
         self._timings: dict[int, list[RequestTiming]] = {}  # per request of the list being run
@@ -137,6 +156,17 @@ class ServedModel:
         self.logprobs_problem: str | None = self._call(self.probe)
         if self.logprobs_problem:
             log.warning("%s: log-likelihood unavailable: %s", self.name, self.logprobs_problem)
+        # one request per question (served_choices.py): the k the server gives, or why not used
+        self.topk: int = 0
+        self.topk_problem: str | None = "api_topk 0"
+        if topk > 0 and not self.logprobs_problem:
+            if self.tokenizer is None or not self.token_prompts:
+                self.topk_problem = "needs token-id prompts (a tokenizer)"
+            else:
+                self.topk, self.topk_problem = self._call(lambda s: self.probe_topk(s, topk))
+            if self.topk_problem:
+                log.info("%s: choices scored one request each: %s", self.name, self.topk_problem)
+        self.scored_from: Counter[str] = Counter()  # questions and requests by the path that answered them
         self.load_seconds = time.perf_counter() - t0
 
     # --- what a backend gives ------------------------------------------------------------------
@@ -157,6 +187,15 @@ class ServedModel:
 
     async def score_text(self, session: Session, request: LoglikelihoodRequest) -> LoglikelihoodResult:
         raise RequestFailed("scoring text prompts needs the model's tokenizer (tokenizer_path)")
+
+    async def probe_topk(self, session: Session, k: int) -> tuple[int, str | None]:
+        """(the k to ask for, None) when next-token top-k logprobs answer questions; else (0, why not)."""
+        return 0, f"the {self.backend} backend reads no next-token top-k"
+
+    async def next_token_logprobs(self, session: Session, ids: list[int], k: int, work: int) -> dict[int, float]:
+        """Log-probabilities of the token after ids, by token id: the top k and the greedy token.
+        `work` is the tokens the server is expected to compute (for the in-flight limit)."""
+        raise NotImplementedError
 
     def generation_call(self, r: GenerateRequest, prompt: str | list[int] | None) -> tuple[str, dict]:
         """(url, body) of one generation; prompt is None for a chat request (use r.messages)."""
@@ -203,7 +242,7 @@ class ServedModel:
         async def timed(session: Session, i: int) -> Any:
             result = await answer(session, i)
             calls = self._timings.pop(i, None)  # every call of request i has been answered by now
-            return replace(result, latency=latency_of(calls)) if calls else result
+            return _with_latency(result, latency_of(calls)) if calls else result
 
         results = run_all(self.link, n, timed, failed, on_result)
         if n:
@@ -250,15 +289,73 @@ class ServedModel:
         self._require_logprobs()
         tok = self.tokenizer if self.token_prompts else None
         prompts = [loglikelihood_prompt(tok, r.context, r.continuation) for r in requests] if tok else None
+        results: list[LoglikelihoodResult | None] = [None] * len(requests)
 
-        async def answer(session: Session, i: int) -> LoglikelihoodResult:
+        def deliver(i: int, result: LoglikelihoodResult) -> None:
+            results[i] = result
+            if on_result is not None:
+                on_result(i, result)
+
+        todo = list(range(len(requests)))
+        if prompts is not None and self.topk:
+            rounds, todo = find_questions(prompts)
+            for questions in rounds:
+                todo += self._answer_questions(questions, deliver)
+            todo.sort()
+
+        async def answer(session: Session, j: int) -> LoglikelihoodResult:
+            i = todo[j]
             if prompts is None:
-                return await self.score_text(session, requests[i])
+                result = await self.score_text(session, requests[i])
+                return replace(result, scored_from=PROMPT)
             p = prompts[i]
             logprob, greedy = await self._score(session, p)
-            return LoglikelihoodResult(logprob, greedy, p.n_scored, p.truncated)
+            return LoglikelihoodResult(logprob, greedy, p.n_scored, p.truncated, scored_from=PROMPT)
 
-        return self._run(len(requests), answer, lambda i, msg: LoglikelihoodResult(0.0, False, error=msg), on_result)
+        self._run(
+            len(todo),
+            answer,
+            lambda j, msg: LoglikelihoodResult(0.0, False, error=msg),
+            lambda j, result: deliver(todo[j], result),
+        )
+        if todo:
+            self.scored_from[PROMPT] += len(todo)
+        return all_answered(results)
+
+    def _answer_questions(
+        self, questions: list[Question], deliver: Callable[[int, LoglikelihoodResult], None]
+    ) -> list[int]:
+        """One request per question; the indices of the choices left to per-choice requests (a
+        choice missing from the top-k, or the request refused)."""
+        left: list[int] = []
+
+        async def answer(session: Session, j: int) -> list[LoglikelihoodResult] | str:
+            q = questions[j]
+            try:
+                logprobs = await self.next_token_logprobs(session, q.context, self.topk, q.work)
+            except RequestFailed as e:  # e.g. a 400 for k: the per-choice requests may still work
+                return f"request failed: {e}"
+            # forwarded: what the request sent (the server's cache may spare part of it); naive: the per-choice prompts
+            self._stats.forwarded += len(q.context)
+            self._stats.naive += len(q.members) * (len(q.context) + 1)
+            self._stats.scored += len(q.members)
+            return answer_question(q, logprobs) or "not in top-k: a choice's token is not among those returned"
+
+        def got(j: int, outcome: list[LoglikelihoodResult] | str) -> None:
+            q = questions[j]
+            if isinstance(outcome, str):
+                self.scored_from[f"fallback: {outcome.split(':')[0]}"] += 1
+                log.debug("%s: question with requests %s goes per choice: %s", self.name, q.members, outcome)
+                left.extend(q.members)
+                return
+            self.scored_from[TOPK_QUESTIONS] += 1
+            for i, result in zip(q.members, outcome):
+                deliver(i, result)
+
+        self._run(len(questions), answer, lambda j, msg: f"request failed: {msg}", got)
+        if left:
+            log.info("%s: %d choices of questions go per choice after all (%s)", self.name, len(left), self.scored_from)
+        return left
 
     def loglikelihood_rolling(
         self, requests: Sequence[RollingRequest], on_result: OnResult | None = None
@@ -330,6 +427,9 @@ class ServedModel:
             "server_max_len": self.server_max_len,
             "max_length": self.max_length,
             "loglikelihood": "ok" if not self.logprobs_problem else f"unavailable: {self.logprobs_problem}",
+            # one request per question: k, or why choices go one request each; what answered so far
+            "loglikelihood_topk": self.topk or f"off: {self.topk_problem}",
+            "scored_from": dict(self.scored_from),
             "concurrency": self.concurrency,  # the most requests in flight; the limit adapts below it
             "adaptive_concurrency": self.link.limit.adaptive,
             "timeout_s": self.link.policy.timeout,

@@ -38,12 +38,14 @@ RESULT_OF = {LoglikelihoodRequest: LoglikelihoodResult, RollingRequest: RollingR
 
 
 def answers_of(results: list) -> list[dict]:
-    """The results as journal dicts; `latency` only where a server answered (none for hf runs)."""
+    """The results as journal dicts; `latency` and `scored_from` only where a server answered (none
+    for hf runs)."""
     out = []
     for r in results:
         a = asdict(r)
-        if a.get("latency", 0) is None:
-            del a["latency"]
+        for key in ("latency", "scored_from"):
+            if a.get(key, 0) is None:
+                del a[key]
         out.append(a)
     return out
 

@@ -71,6 +71,7 @@ class RunRequest:
     api_tokenizer: str | None = None
     api_chat: bool = False
     api_stream: bool = False
+    api_topk: int | None = None
     concurrency: int | None = None
     timeout: float | None = None
     retries: int | None = None
@@ -145,6 +146,7 @@ def raw_config(req: RunRequest, base: dict[str, Any] | None = None) -> dict[str,
             "tokenizer_path": req.api_tokenizer,
             "api_chat": req.api_chat or None,
             "api_stream": req.api_stream or None,
+            "api_topk": req.api_topk,
             "concurrency": req.concurrency,
             "timeout": req.timeout,
             "retries": req.retries,

@@ -235,6 +235,7 @@ class LoglikelihoodAnswer(Record):
     truncated: int = 0
     error: str | None = None
     latency: AnswerLatency | None = None  # absent for in-process backends and runs before it existed
+    scored_from: str | None = None  # served models only: "prompt_logprobs" or "next_token_topk"
 
 
 class RollingAnswer(Record):

@@ -31,6 +31,7 @@ NOT_IN_MODEL_KEY = (
     "timeout",
     "retries",
     "api_stream",
+    "api_topk",  # the top-k path reads the same logprobs as the per-choice one
     "api_key_env",
 )
 
