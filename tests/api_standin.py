@@ -7,6 +7,8 @@ answer (read from their sources):
   GET /v1/models -> {"object": "list", "data": [{"id", "object": "model", "max_model_len", ...}]};
   POST /v1/completions with echo/logprobs -> choices[].logprobs = {"text_offset", "token_logprobs",
   "tokens", "top_logprobs"} over prompt + generated tokens, the first prompt token's entries null;
+  each top_logprobs entry holds the token itself first, then the top `logprobs` (up to k+1 keys),
+  keyed "token_id:N" with return_tokens_as_token_ids; logprobs above --max-logprobs (20) is a 400;
   POST /v1/chat/completions (the tokenizer's chat template); "stream": true as server-sent events
   ending in "data: [DONE]"; errors as {"object": "error", "message", "type", "param", "code"}.
 - lightllm's POST /generate and /generate_stream (lightllm/server/api_lightllm.py), with
@@ -80,18 +82,21 @@ class StandIn:
         *,
         model_id: str = "smollm2",
         max_model_len: int = 2048,
+        max_logprobs: int = 20,
         api_key: str | None = None,
         port: int = 0,
     ) -> None:
         self.backend = backend
         self.model_id = model_id
         self.max_model_len = max_model_len
+        self.max_logprobs = max_logprobs  # vLLM's --max-logprobs
         self.api_key = api_key
         self.port = port
         # lasting behaviour: "selfrepeat" and "text_prompts_only" (llama-cpp-python), "no_prompt_logprobs"
         # (llama.cpp's server), "no_return_all_prompt_logprobs" (lightllm without the flag),
         # "one_at_a_time" (vLLM on a CPU with long prompt-logprob requests: one request is worked on,
-        # the others wait in the server's queue, first come first served, each taking service_s more)
+        # the others wait in the server's queue, first come first served, each taking service_s more),
+        # "no_token_id_keys" (a server without vLLM's return_tokens_as_token_ids: keys are text)
         self.mode: set[str] = set()
         self.service_s = 0.0
         self.fail_next: list[
@@ -144,16 +149,23 @@ class StandIn:
 
     # --- OpenAI-compatible (vLLM) ---
 
-    def echo_logprobs(self, ids: list[int], n_generated: int, top_n: int, prompt_rows=None) -> dict:
-        """vLLM's CompletionLogProbs over prompt + generated tokens."""
+    def echo_logprobs(
+        self, ids: list[int], n_generated: int, top_n: int, prompt_rows=None, as_ids: bool = False
+    ) -> dict:
+        """vLLM's CompletionLogProbs over prompt + generated tokens (serving_completion.py's
+        _create_completion_logprobs): per position the token's own logprob, then the top_n."""
         rows = prompt_rows if prompt_rows is not None and n_generated <= 1 and "selfrepeat" not in self.mode else None
         if rows is None:
             rows = self.backend.logprob_rows(ids)
         b = self.backend
+
+        def key(token_id: int) -> str:
+            return f"token_id:{token_id}" if as_ids else b.piece(token_id)
+
         tokens, offsets, values, tops = [], [], [], []
         at = 0
         for p, t in enumerate(ids):
-            s = b.piece(t)
+            s = key(t)
             tokens.append(s)
             offsets.append(at)
             at += len(s)
@@ -167,8 +179,8 @@ class StandIn:
                 row = rows[p - 1]
             lp = float(row[t])
             best = row.topk(top_n)
-            top = {b.piece(int(i)): float(v) for v, i in zip(best.values, best.indices)}
-            top[s] = lp  # vLLM always lists the chosen token too
+            top = {s: lp}  # vLLM lists the token itself first, then the top_n (one key when it is among them)
+            top.update({key(int(i)): float(v) for v, i in zip(best.values, best.indices)})
             values.append(lp)
             tops.append(top)
         if "selfrepeat" in self.mode:
@@ -192,6 +204,13 @@ class StandIn:
             ids = list(prompt)
         else:
             return 400, _error("prompt must be a string or a list of token ids", 400)
+        logprobs = body.get("logprobs")
+        if isinstance(logprobs, int) and logprobs > self.max_logprobs:  # vLLM 0.32's answer, verbatim
+            message = (
+                f"Requested sample logprobs of {logprobs}, which is greater than max allowed: "
+                f"{self.max_logprobs} (parameter=logprobs, value={logprobs})"
+            )
+            return 400, {"error": {"message": message, "type": "BadRequestError", "param": "logprobs", "code": 400}}
         max_tokens = body.get("max_tokens", 16)
         if len(ids) + max_tokens > self.max_model_len:
             return 400, _error(
@@ -203,12 +222,15 @@ class StandIn:
         stops = [stops] if isinstance(stops, str) else list(stops)
         new, text, finish, stop_reason, prompt_rows = b.greedy(ids, max_tokens, stops)
         echo, logprobs = bool(body.get("echo")), body.get("logprobs")
+        as_ids = bool(body.get("return_tokens_as_token_ids")) and "no_token_id_keys" not in self.mode
+        # vLLM gives the end-of-sequence token a logprob entry, though not a piece of the text
+        scored = new + [b.eos] if finish == "stop" and stop_reason is None else new
         lp = None
         if logprobs is not None and "no_prompt_logprobs" not in self.mode:
-            full = self.echo_logprobs(ids + new, len(new), max(1, int(logprobs)), prompt_rows)
+            full = self.echo_logprobs(ids + scored, len(scored), max(1, int(logprobs)), prompt_rows, as_ids)
             lp = full if echo else {k: v[len(ids) :] for k, v in full.items()}
         elif logprobs is not None:  # llama.cpp's server: logprobs for generated tokens only
-            full = self.echo_logprobs(ids + new, len(new), max(1, int(logprobs)))
+            full = self.echo_logprobs(ids + scored, len(scored), max(1, int(logprobs)), as_ids=as_ids)
             lp = {k: v[len(ids) :] for k, v in full.items()}
         if echo:
             text = b.tokenizer.decode(ids) + text

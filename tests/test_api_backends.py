@@ -17,6 +17,8 @@ from lmgauge.models import ModelError, build_model
 from lmgauge.models.http_client import retry_after_seconds
 from lmgauge.models.lightllm import LightLLMModel, lightllm_base_url
 from lmgauge.models.openai_api import OpenAIModel, openai_base_url
+from lmgauge.models.served import TOPK_QUESTIONS
+from lmgauge.models.served_choices import PROMPT, TOPK
 from lmgauge.requests import GenerateRequest, LoglikelihoodRequest, RollingRequest
 
 SHORT = [
@@ -38,6 +40,7 @@ def server(smollm2):
 def standin(server):
     """The shared server, reset to good behaviour before each test."""
     server.mode, server.fail_next, server.api_key, server.service_s = set(), [], None, 0.0
+    server.max_logprobs = 20
     server.requests.clear()
     server.max_in_flight = 0
     return server
@@ -96,7 +99,7 @@ def _openai(standin, **kw) -> OpenAIModel:
 def test_openai_token_ids_give_hf_loglikelihoods_and_mmlu_predictions(
     standin, tokenizer_dir, smollm2, mmlu_requests, hf_mmlu
 ):
-    model = _openai(standin, tokenizer_path=tokenizer_dir)
+    model = _openai(standin, tokenizer_path=tokenizer_dir, topk=0)  # one request per choice
     seen: list[int] = []
     api = model.loglikelihood(mmlu_requests, lambda i, r: seen.append(i))
     assert sorted(seen) == list(range(len(mmlu_requests)))  # every answer delivered, once
@@ -180,6 +183,95 @@ def test_generation_completions_chat_and_streams(standin, tokenizer_dir, smollm2
         "content": "Answer briefly.",
     }
     assert (body["temperature"], body["seed"]) == (0.7, 5)
+
+
+# --- one request per question: next-token top-k ---------------------------------------------------
+
+CAPITAL = "The capital of France is"
+QA = "Question: What is the capital of France?\nAnswer:"
+# SmolLM2's next-token top-20: after CAPITAL " Paris" (greedy), " the", " London" are in it; after QA
+# " Paris" is (9th) and " London" is not; " Buenos Aires" is two tokens
+QUESTIONS = [
+    *(LoglikelihoodRequest(CAPITAL, c) for c in (" Paris", " the", " London")),
+    *(LoglikelihoodRequest(QA, c) for c in (" Paris", " London")),
+    *(LoglikelihoodRequest("The capital of Argentina is", c) for c in (" Lima", " Rome", " Buenos Aires")),
+    LoglikelihoodRequest("The quick brown fox jumps over the lazy ", "dog"),  # alone: no question
+]
+
+
+def _topk_posts(server) -> list[dict]:
+    return [r["body"] for r in server.requests if r["body"].get("return_tokens_as_token_ids")]
+
+
+@pytest.mark.slow
+def test_topk_questions_equal_per_choice_requests_and_hf(standin, tokenizer_dir, smollm2, mmlu_requests, hf_mmlu):
+    """MMLU 5-shot (3 questions x 4 one-token choices): one request per question, the hf backend's
+    numbers, the per-choice path's numbers and is_greedy, and every answer says where it came from."""
+    model = _openai(standin, tokenizer_path=tokenizer_dir)
+    assert (model.topk, model.describe()["loglikelihood_topk"]) == (20, 20)
+    standin.requests.clear()
+    seen: list[int] = []
+    api = model.loglikelihood(mmlu_requests, lambda i, r: seen.append(i))
+    assert sorted(seen) == list(range(len(mmlu_requests)))
+    posts = [r["body"] for r in standin.requests]
+    assert len(posts) == 3 == len(_topk_posts(standin))  # questions, not choices
+    body = posts[0]
+    assert (body["max_tokens"], body["logprobs"], body["temperature"], body.get("echo")) == (1, 20, 0, None)
+    assert model.stats.requests == 3 and model.describe()["scored_from"] == {TOPK_QUESTIONS: 3}
+    per_choice = _openai(standin, tokenizer_path=tokenizer_dir, topk=0).loglikelihood(mmlu_requests)
+    for a, c, h in zip(api, per_choice, hf_mmlu):
+        assert (a.error, a.scored_from, c.scored_from, a.n_tokens) == (None, TOPK, PROMPT, 1)
+        assert abs(a.logprob - c.logprob) < 1e-4 and abs(a.logprob - h.logprob) < 1e-3
+        assert a.is_greedy == c.is_greedy == h.is_greedy
+    assert _predictions(api) == _predictions(hf_mmlu)
+    # a greedy choice: is_greedy True from the top-k as from the prompt path
+    (paris, *_), hf_short = model.loglikelihood(QUESTIONS[:3]), smollm2.loglikelihood(QUESTIONS[:1])
+    assert paris.scored_from == TOPK and paris.is_greedy and hf_short[0].is_greedy
+    assert abs(paris.logprob - hf_short[0].logprob) < 1e-3
+
+
+@pytest.mark.slow
+def test_topk_falls_back_per_question(standin, tokenizer_dir, smollm2):
+    """A question with a choice missing from the top-k, or with a choice of two tokens, is scored
+    by per-choice requests, all of its choices (their numbers are compared with each other)."""
+    model = _openai(standin, tokenizer_path=tokenizer_dir)
+    standin.requests.clear()
+    got = model.loglikelihood(QUESTIONS)
+    hf = smollm2.loglikelihood(QUESTIONS)
+    assert [r.scored_from for r in got] == [TOPK] * 3 + [PROMPT] * 6
+    for a, h in zip(got, hf):
+        assert a.error is None and abs(a.logprob - h.logprob) < 1e-3 and a.is_greedy == h.is_greedy
+    # 2 questions by top-k (one of them answered), then 6 per choice: QA's two, Argentina's three, the fox
+    assert len(_topk_posts(standin)) == 2 and len(standin.requests) == 2 + 6
+    assert model.describe()["scored_from"] == {TOPK_QUESTIONS: 1, "fallback: not in top-k": 1, PROMPT: 6}
+
+
+@pytest.mark.slow
+def test_topk_probe_takes_the_servers_cap_and_refusals_fall_back(standin, tokenizer_dir, smollm2):
+    standin.max_logprobs = 5  # vLLM --max-logprobs 5: logprobs 20 is a 400 naming the cap
+    model = _openai(standin, tokenizer_path=tokenizer_dir)
+    assert model.topk == 5
+    assert [r["body"]["logprobs"] for r in standin.requests if r["body"].get("return_tokens_as_token_ids")] == [20, 5]
+    hf = smollm2.loglikelihood(QUESTIONS[:3])
+    got = model.loglikelihood(QUESTIONS[:3])
+    assert [r.scored_from for r in got] == [TOPK] * 3
+    # the server's cap lowered after the probe: the question's request is refused (400, not
+    # retried, not counted as failed), and its choices are scored one request each
+    standin.max_logprobs = 2
+    standin.requests.clear()
+    got = model.loglikelihood(QUESTIONS[:3])
+    assert [r.scored_from for r in got] == [PROMPT] * 3 and len(standin.requests) == 1 + 3
+    assert max(abs(a.logprob - h.logprob) for a, h in zip(got, hf)) < 1e-3
+    assert model.counts.failed == 0 and model.describe()["scored_from"]["fallback: request failed"] == 1
+    # opted out, or a server without token-id keys: one request per choice from the start
+    standin.max_logprobs = 20
+    assert _openai(standin, tokenizer_path=tokenizer_dir, topk=0).describe()["loglikelihood_topk"] == "off: api_topk 0"
+    standin.mode.add("no_token_id_keys")
+    plain = _openai(standin, tokenizer_path=tokenizer_dir)
+    assert plain.topk == 0 and "token id" in plain.describe()["loglikelihood_topk"]
+    assert [r.scored_from for r in plain.loglikelihood(QUESTIONS[:3])] == [PROMPT] * 3
+    # without a tokenizer there are no token ids to match
+    assert "tokenizer" in _openai(standin).describe()["loglikelihood_topk"]
 
 
 # --- start: discovery and the capability probe ---------------------------------------------------
