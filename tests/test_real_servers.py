@@ -238,11 +238,11 @@ def _served(url, **kw):
 
 def test_mmlu_through_vllm_equals_the_hf_backend(vllm, smollm2):
     """MMLU 5-shot log-likelihoods through vLLM (prompts as the hf path's token ids) equal the hf
-    backend's to 1e-3, with identical predictions."""
+    backend's to 1e-3, with identical predictions (one prompt-logprob request per choice)."""
     import lmgauge.tasks  # noqa: F401
     from lmgauge.tasks.registry import build
 
-    served = _served(vllm, tokenizer_path=str(vllm.model_path))
+    served = _served(vllm, tokenizer_path=str(vllm.model_path), api_topk=0)
     assert served.logprobs_problem is None and served.token_prompts
     task = build("mmlu_college_biology")
     docs, _ = task.load()
@@ -262,11 +262,12 @@ def test_long_mmlu_prompts_through_vllm_with_default_client_settings(vllm, smoll
     """Issue 11's case, small: MMLU 5-shot with ~2,800-token prompts (high_school_european_history)
     and short ones, default client settings (at most 64 in flight, 120 s timeout). vLLM on a CPU
     works on about one such prompt-logprob request at a time: the client's in-flight limit follows
-    it, nothing waits its turn into a retry, and the predictions are the hf backend's."""
+    it, nothing waits its turn into a retry, and the predictions are the hf backend's. (One request
+    per choice: one per question, next-token top-k, is the test after.)"""
     import lmgauge.tasks  # noqa: F401  # registers the tasks
     from lmgauge.tasks.registry import build
 
-    served = _served(vllm, tokenizer_path=str(vllm.model_path))
+    served = _served(vllm, tokenizer_path=str(vllm.model_path), api_topk=0)
     for subject in ("high_school_european_history", "astronomy"):
         task = build(f"mmlu_{subject}")
         docs, _ = task.load()
@@ -282,6 +283,37 @@ def test_long_mmlu_prompts_through_vllm_with_default_client_settings(vllm, smoll
                 task.score(d, i, ours[4 * i : 4 * i + 4])["pred"] == task.score(d, i, theirs[4 * i : 4 * i + 4])["pred"]
             )
     assert (served.counts.retries, served.counts.stalls, served.counts.failed) == (0, 0, 0)
+
+
+def test_mmlu_through_vllm_one_request_per_question(vllm, smollm2):
+    """MMLU 5-shot through vLLM by next-token top-k (one request per question, the shared 5-shot
+    prefix from vLLM's prefix cache): the hf backend's predictions and is_greedy, log-likelihoods
+    within 1e-3 (measured: at most ~3e-5), and as many requests as questions."""
+    import lmgauge.tasks  # noqa: F401
+    from lmgauge.models.served_choices import TOPK
+    from lmgauge.tasks.registry import build
+
+    served = _served(vllm, tokenizer_path=str(vllm.model_path))
+    assert served.topk == 20, served.topk_problem  # the server's default --max-logprobs, found by the probe
+    n_questions, diffs = 0, []
+    for subject, n in (("astronomy", 6), ("high_school_european_history", 2)):  # ~600 and ~2,800 tokens
+        task = build(f"mmlu_{subject}")
+        docs, _ = task.load()
+        docs = docs[:n]
+        requests = [r for i, d in enumerate(docs) for r in task.requests(d, i)]
+        before = served.stats.requests
+        ours, theirs = smollm2.loglikelihood(requests), served.loglikelihood(requests)
+        assert served.stats.requests - before == n  # questions, not choices
+        assert [r.scored_from for r in theirs] == [TOPK] * len(requests), subject
+        assert [r.is_greedy for r in theirs] == [r.is_greedy for r in ours], subject
+        diffs += [abs(a.logprob - b.logprob) for a, b in zip(ours, theirs)]
+        for i, d in enumerate(docs):
+            a = task.score(d, i, ours[4 * i : 4 * i + 4])
+            b = task.score(d, i, theirs[4 * i : 4 * i + 4])
+            assert a["pred"] == b["pred"], (subject, i)
+        n_questions += n
+    assert max(diffs) < 1e-3, max(diffs)
+    assert served.counts.requests == n_questions and served.counts.failed == 0
 
 
 def test_lmgauge_run_against_vllm_writes_the_run_directory(vllm, tmp_path):
@@ -308,6 +340,10 @@ def test_lmgauge_run_against_vllm_writes_the_run_directory(vllm, tmp_path):
     (model_dir,) = (run / "results").iterdir()  # named after the server (host_port) unless --hf-abbr
     result = json.loads((model_dir / "mmlu_astronomy.json").read_text())
     assert result["n"] == 3 and not result.get("n_errors")
+    samples = [
+        json.loads(x) for x in (run / "samples" / model_dir.name / "mmlu_astronomy.jsonl").read_text().splitlines()
+    ]
+    assert [a["scored_from"] for s in samples for a in s["answers"]] == ["next_token_topk"] * 12  # one request each
     lines = (run / "samples" / model_dir.name / "gsm8k_cot.jsonl").read_text().splitlines()
     assert len(lines) == 3 and all("output" in json.loads(x) for x in lines)
 
