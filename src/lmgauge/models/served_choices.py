@@ -10,8 +10,10 @@ those returned: checked per question; a question whose choice is missing is answ
 per-choice requests instead.
 
 A question is found from the prompts the per-choice path would send (ScoredPrompt: the hf path's
-token ids, its boundary tokenization and truncation): requests whose prompts score one token each
-and are equal before it. So the context sent is exactly what each choice is scored after.
+token ids, its boundary tokenization and truncation): the requests whose prompts are equal before
+their scored tokens. It qualifies when each of them scores one token, so the context sent is
+exactly what each choice is scored after. A question's choices take one path, all of them: their
+numbers are compared with each other, and the two paths agree only to float rounding (~1e-5).
 """
 
 from __future__ import annotations
@@ -45,18 +47,16 @@ def find_questions(prompts: Sequence[ScoredPrompt]) -> tuple[list[list[Question]
     reuse a prefix sent in the first: a prefix is computed once, before the questions that share
     it reach the server's prefix cache (requests computed at once would each compute it)."""
     groups: dict[tuple[int, ...], list[int]] = {}
-    rest = []
     for i, p in enumerate(prompts):
-        if p.n_scored == 1 and len(p.ids) > 1:
-            groups.setdefault(tuple(p.ids[:-1]), []).append(i)
-        else:
-            rest.append(i)
+        groups.setdefault(tuple(p.ids[: p.first]), []).append(i)
+    rest = []
     leaders: list[Question] = []
     followers: list[Question] = []
     previous: tuple[int, ...] = ()
     for context in sorted(groups):  # sorted: a context's longest shared prefix is with the one before it
         members = groups[context]
-        if len(members) < 2:  # a lone continuation gains only the cache and risks a second request
+        # a lone continuation gains only the cache and risks a second request
+        if len(members) < 2 or any(prompts[i].n_scored != 1 for i in members):
             rest.extend(members)
             continue
         shared = _common_prefix(previous, context)
