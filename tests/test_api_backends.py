@@ -218,6 +218,8 @@ def test_topk_questions_equal_per_choice_requests_and_hf(standin, tokenizer_dir,
     body = posts[0]
     assert (body["max_tokens"], body["logprobs"], body["temperature"], body.get("echo")) == (1, 20, 0, None)
     assert model.stats.requests == 3 and model.describe()["scored_from"] == {TOPK_QUESTIONS: 3}
+    # the question's one request's latency is on its first choice: results' summary counts requests
+    assert [r.latency is not None for r in api] == [True, False, False, False] * 3
     per_choice = _openai(standin, tokenizer_path=tokenizer_dir, topk=0).loglikelihood(mmlu_requests)
     for a, c, h in zip(api, per_choice, hf_mmlu):
         assert (a.error, a.scored_from, c.scored_from, a.n_tokens) == (None, TOPK, PROMPT, 1)
