@@ -189,6 +189,9 @@ class RunConfig(BaseModel):
     num_fewshot: int | None = Field(default=None, ge=0)
     seed: int = 1234
     allow_weak_sandbox: bool = False  # code tasks may run programs under the rlimit fallback without bwrap
+    # an OpenCompass config's summarizer (dataset_abbrs, summary_groups), checked when it was read;
+    # what summary/summary_<time>.* is made with (lmgauge.opencompass.summary)
+    summarizer: dict | None = None
 
     @field_validator("datasets", mode="before")
     @classmethod

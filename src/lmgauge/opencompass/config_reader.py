@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lmgauge.opencompass.imports import Ref, configs_roots, run_config_file
+from lmgauge.opencompass.summarizer import check_summarizer
 from lmgauge.opencompass.task import ModelPrompt, OpenCompassTask, UnsupportedConfig, short
 from lmgauge.opencompass.version import version
 
@@ -185,7 +186,7 @@ def read_opencompass_config(path: str | Path, oc_root: str | None = None) -> dic
         data["work_dir"] = str(ns["work_dir"])
     data["opencompass_run"] = {
         **_runner_options(ns),
-        "summarizer": plain(ns.get("summarizer"), "summarizer") if ns.get("summarizer") else None,
+        "summarizer": check_summarizer(plain(ns["summarizer"], "summarizer")) if ns.get("summarizer") else None,
     }
     return data
 
