@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -199,6 +200,7 @@ def cmd_run(args) -> int:
     from lmgauge.runs.launch import LaunchError, RunRequest, execute_run, open_run_dir, prepare
 
     _setup_logging(args.debug)
+    started = time.strftime("%Y%m%d_%H%M%S")  # OpenCompass names its summary after the invocation's start
     from lmgauge.compress.cli import cmd_compress, is_compression_file
 
     if is_compression_file(args.config):  # llmc's keys (quant, eval.eval_pos): docs/compression.md
@@ -215,6 +217,8 @@ def cmd_run(args) -> int:
     _setup_logging(args.debug, rundir.run_log)
     finished = execute_run(prepared, rundir, RichProgress())
     models, rows = write_summary(rundir)
+    if args.mode != "infer":
+        cli_hooks.write_summary(rundir, started)
     if args.mode != "infer" and not args.no_report:
         from lmgauge.report.commands import write_run_report
 
@@ -244,6 +248,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_summary(args) -> int:
+    from lmgauge.opencompass import cli_hooks
     from lmgauge.report.console import print_summary
     from lmgauge.report.summary import write_summary
     from lmgauge.runs.rundir import RunDir
@@ -253,6 +258,7 @@ def cmd_summary(args) -> int:
         print(f"{rundir.root}: not a run directory (no results/)", file=sys.stderr)
         return 2
     print_summary(*write_summary(rundir), where=str(rundir.summary("txt")))
+    cli_hooks.write_summary(rundir, time.strftime("%Y%m%d_%H%M%S"))
     return 0
 
 

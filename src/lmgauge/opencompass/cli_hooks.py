@@ -44,5 +44,16 @@ def apply(raw: dict, args, opts) -> dict:
             setattr(args, key, run[key])
             setattr(opts, "retries" if key == "retry" else key, run[key])
     if run.get("summarizer") is not None:
-        log.warning("the config's summarizer groups are not computed by lmgauge yet; per-dataset results are")
+        raw["summarizer"] = run["summarizer"]  # checked when read; run.json keeps it for `lmgauge summary`
     return resolve_cli(raw, args)
+
+
+def write_summary(rundir, time_str: str) -> list:
+    """OpenCompass' summary/summary_<time_str>.{txt,csv,md} beside lmgauge's summary, for a run
+    with OpenCompass datasets (nothing otherwise)."""
+    from lmgauge.opencompass.summary import write_run_summary
+
+    written = write_run_summary(rundir, time_str)
+    if written:
+        log.info("wrote %s (OpenCompass' summary)", written[0])
+    return written

@@ -8,7 +8,8 @@
     samples/<model>/<task>.key.json            what the answers depend on
     samples/<model>/.stale/<time>/             journals set aside
     results/<model>/<task>.json                a task's or a group's results
-    summary.{txt,csv,md}
+    summary.{txt,csv,md}                       lmgauge's summary
+    summary/summary_<time>.{txt,csv,md}        OpenCompass' summary (runs with OpenCompass datasets)
     logs/run.log, logs/workers/, logs/slurm/
 
 `<model>` and `<task>` are names made safe for a file system (`safe_name`).
@@ -46,6 +47,10 @@ class RunLayout:
 
     def summary(self, ext: str) -> Path:
         return self.root / f"summary.{ext}"
+
+    def oc_summary(self, time_str: str, ext: str) -> Path:
+        """OpenCompass' DefaultSummarizer file: `<time_str>` is `%Y%m%d_%H%M%S`, one set per invocation."""
+        return self.root / "summary" / f"summary_{time_str}.{ext}"
 
     @property
     def logs(self) -> Path:
