@@ -10,6 +10,8 @@ import pytest
 from api_standin import ModelBackend, StandIn
 from lmgauge.cli import main
 from lmgauge.models.openai_api import OpenAIModel
+from lmgauge.report.html_data import run_data
+from lmgauge.report.load import load_run
 from lmgauge.requests import GenerateRequest, RequestLatency, RollingRequest, RollingResult
 from lmgauge.runs.journal import answers_of, results_from
 from lmgauge.runs.latency import latency_summary
@@ -47,6 +49,8 @@ def test_cli_run_records_latency_per_answer_and_a_summary(slow_server, tiny_llam
     assert s.mean_ttft_ms is None  # not streamed
     raw = json.loads((root / "results" / "served" / "mmlu_astronomy.json").read_text())
     assert "ttft" not in json.dumps(raw["latency"])  # no TTFT keys at all, rather than nulls
+    (shown,) = [t for t in run_data(load_run(root), "A")["tasks"] if t["task"] == "mmlu_astronomy"]
+    assert shown["latency"] == raw["latency"]  # what report.html's latency table reads
 
 
 def test_streamed_generation_has_ttft_and_rolling_counts_its_windows(slow_server, tiny_llama_dir):

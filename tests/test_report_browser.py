@@ -266,3 +266,21 @@ def test_only_visible_rows_are_rendered(browser, tmp_path):
         assert len(p.page.query_selector_all("#sample-list .row")) < 80
     finally:
         p.close()
+
+
+def test_served_tasks_show_their_request_latency(browser, tmp_path):
+    run = write_run(tmp_path / "a", {"mmlu_astronomy": ASTRONOMY, "mmlu_anatomy": ANATOMY})
+    path = run / "results" / "m" / "mmlu_astronomy.json"
+    result = json.loads(path.read_text())
+    result["latency"] = {"requests": 32, "calls": 32, "retried": 1, "streamed": 0, "mean_e2el_ms": 743.42}
+    result["latency"].update({"median_e2el_ms": 768.0, "p90_e2el_ms": 836.9, "p99_e2el_ms": 884.8})
+    path.write_text(json.dumps(result))
+    p = Page(browser, write_report([load_run(run)], run / "report.html"))
+    try:
+        assert p.errors == []
+        rows = p.page.query_selector_all("#request-latency-table tr")
+        assert len(rows) == 2  # the header and mmlu_astronomy: anatomy was not served
+        cells = [c.text_content() for c in rows[1].query_selector_all("td")]
+        assert cells == ["A", "m", "mmlu_astronomy", "32", "743.4", "768.0", "836.9", "884.8", "-", "-", "1"]
+    finally:
+        p.close()

@@ -236,6 +236,7 @@ def run_data(run: LoadedRun, key: str) -> dict[str, Any]:
                     "metrics": _metrics_of(result or {}, binary),
                     "timing": (result or {}).get("timing") or status.get("timing"),
                     "tokens": (result or {}).get("tokens") or status.get("tokens"),
+                    "latency": (result or {}).get("latency"),  # served backends: the requests' latency summary
                     "prefix": prefix,
                     "isolation": isolation,
                     "samples": compact,

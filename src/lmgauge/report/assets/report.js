@@ -178,6 +178,19 @@
     if (!rows.length) return;
     var s = section("timing", "Time and throughput");
     s.appendChild(table(["run", "model", "backend", "load s", "eval s", "tokens forwarded", "tokens/s", "peak RSS MB"], rows));
+    var lat = [];
+    DATA.runs.forEach(function (run) {
+      (run.tasks || []).forEach(function (t) {
+        var l = t.latency;
+        if (!l) return;
+        var ms = function (v) { return numCell(v, isNum(v) ? v.toFixed(1) : "-"); };
+        lat.push(el("tr", null, [el("td", { text: run.key }), el("td", { text: t.model }), el("td", { text: t.task }), numCell(l.requests, String(l.requests)), ms(l.mean_e2el_ms), ms(l.median_e2el_ms), ms(l.p90_e2el_ms), ms(l.p99_e2el_ms), ms(l.mean_ttft_ms), ms(l.p99_ttft_ms), numCell(l.retried, String(l.retried || 0))]));
+      });
+    });
+    if (lat.length) {
+      s.appendChild(el("h3", { text: "request latency of served models (ms, as the accuracy run's load made it)" }));
+      s.appendChild(table(["run", "model", "task", "requests", "mean E2EL", "median E2EL", "p90 E2EL", "p99 E2EL", "mean TTFT", "p99 TTFT", "retried"], lat, "request-latency-table"));
+    }
     DATA.runs.forEach(function (run) {
       var pf = run.perf;
       if (!pf) return;
