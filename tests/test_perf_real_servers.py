@@ -65,3 +65,26 @@ def test_llamacpp_streamed_and_not(llamacpp, tmp_path):
     assert whole["completed"] == 6
     # not streamed, usage is there: prompts of exactly 32 tokens, outputs of exactly 8 (min_tokens)
     assert all(r["usage"]["prompt_tokens"] == 32 and r["usage"]["completion_tokens"] == 8 for r in wrecs)
+
+
+def test_llamacpp_refuses_a_request_id_that_is_not_a_uuid(llamacpp):
+    """Why `vllm bench serve` got 400 from llama-cpp-python: it sends `x-request-id: bench-<hex>-<n>`,
+    and llama-cpp-python's RequestIdPlugin (starlette_context, validate=True) answers any id that is
+    not a UUID with an empty 400. benchmarks/perf_vs_vllm.py sends them as UUIDs; lmgauge sends none."""
+    import urllib.error
+    import urllib.request
+    import uuid
+
+    body = json.dumps({"prompt": "Hello", "max_tokens": 1}).encode()
+
+    def status(request_id: str) -> int:
+        headers = {"Content-Type": "application/json", "x-request-id": request_id}
+        req = urllib.request.Request(f"{llamacpp}/v1/completions", data=body, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=300) as resp:
+                return resp.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    assert status("bench-1a2b3c4d-0") == 400
+    assert status(str(uuid.uuid5(uuid.NAMESPACE_URL, "bench-1a2b3c4d-0"))) == 200
