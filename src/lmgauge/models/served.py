@@ -335,11 +335,13 @@ class ServedModel:
                 logprobs = await self.next_token_logprobs(session, q.context, self.topk, q.work)
             except RequestFailed as e:  # e.g. a 400 for k: the per-choice requests may still work
                 return f"request failed: {e}"
-            # forwarded: what the request sent (the server's cache may spare part of it); naive: the per-choice prompts
-            self._stats.forwarded += len(q.context)
-            self._stats.naive += len(q.members) * (len(q.context) + 1)
+            self._stats.forwarded += len(q.context)  # what it sent; the server's prefix cache may spare part of it
+            results = answer_question(q, logprobs)
+            if results is None:  # its per-choice requests count themselves
+                return "not in top-k: a choice's token is not among those returned"
+            self._stats.naive += len(q.members) * (len(q.context) + 1)  # the per-choice prompts it stands for
             self._stats.scored += len(q.members)
-            return answer_question(q, logprobs) or "not in top-k: a choice's token is not among those returned"
+            return results
 
         def got(j: int, outcome: list[LoglikelihoodResult] | str) -> None:
             q = questions[j]
