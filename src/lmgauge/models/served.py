@@ -320,6 +320,8 @@ class ServedModel:
         )
         if todo:
             self.scored_from[PROMPT] += len(todo)
+        if self.topk:
+            log.info("%s: answered so far by %s", self.name, dict(self.scored_from))
         return all_answered(results)
 
     def _answer_questions(
