@@ -63,3 +63,31 @@ def test_synthetic_pairs_with_known_differences():
     assert near["verdict"] == "inconclusive" and near["direction"] == "B higher"
     assert paired_verdict(*_pairs(0.20, 1.0), margin=0.5)["verdict"] == "within noise"  # a wider margin
     assert paired_verdict([1.0], [2.0])["verdict"] == "too few pairs"
+
+
+def test_cluster_interval_widens_for_load_shared_by_a_repeat():
+    from lmgauge.perf.ab import cluster_interval
+    from lmgauge.scoring.paired import paired_bootstrap
+
+    rng = np.random.default_rng(5)
+    runs = np.repeat([0, 1, 2], 30)
+    noise = rng.normal(0, 0.3, runs.size)
+    shared = np.array([1.0, 1.0, -0.5])[runs] + noise  # each repeat's requests share its machine state
+    iid = paired_bootstrap([0.0] * runs.size, shared.tolist(), seed=0)
+    low, high = cluster_interval(shared, runs)
+    assert iid.low > 0  # requests taken as independent: "B higher", from three runs' luck
+    assert low < 0 < high and high - low > 4 * (iid.high - iid.low)
+    # no effect shared by a repeat: about the same interval as resampling requests
+    low, high = cluster_interval(noise, runs)
+    plain = paired_bootstrap([0.0] * runs.size, noise.tolist(), seed=0)
+    assert (high - low) == pytest.approx(plain.high - plain.low, rel=0.3)
+    assert low <= float(noise.mean()) <= high
+
+
+def test_paired_verdict_uses_the_repeats_when_given():
+    xs = [20.0] * 30
+    ys = [20.0 + d for d in [4.0] * 10 + [4.0] * 10 + [-1.0] * 10]  # 3 repeats, one went the other way
+    runs = [0] * 10 + [1] * 10 + [2] * 10
+    plain, clustered = paired_verdict(xs, ys), paired_verdict(xs, ys, runs=runs)
+    assert plain["verdict"] == "different" and clustered["verdict"] == "inconclusive"
+    assert "repeats" in clustered["interval"]

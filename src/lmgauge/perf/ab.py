@@ -4,7 +4,11 @@ metric the paired difference B - A with a bootstrap 95% interval (lmgauge.scorin
 Per-request metrics (TTFT, TPOT, E2EL, the request's mean ITL) are paired by (repeat, request index):
 request k of repeat r carries the same prompt and is sent at the same point of the schedule on both
 sides, so machine noise common to a moment cancels. Only pairs where both sides succeeded count
-(failures are reported per side). Run-level throughputs are paired by repeat. The order is
+(failures are reported per side). Run-level throughputs are paired by repeat. With more than one
+repeat the per-request interval resamples repeats, then requests within each (cluster_interval):
+load that changes between A's run and B's is shared by all requests of the repeat, and resampling
+requests alone would take it for independent noise; in the parallel order both sides of a pair ran
+at the same moment, and requests are resampled alone. The order is
 interleaved, counterbalanced (A B, B A, A B, ...: which side goes first alternates per repeat, so
 an order effect such as a warmer machine for the second run cancels instead of showing as a
 difference), sequential (all of A, then all of B), or parallel (each repeat sends to A and B at once,
@@ -32,6 +36,8 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from lmgauge.perf import metrics
 from lmgauge.perf.load import LoadSpec, PointResult, run_point
@@ -128,16 +134,24 @@ def direction(low: float, high: float) -> str | None:
 
 
 def compare(
-    a: Side, b: Side, percentiles: Sequence[float] = (99.0,), seed: int = 0, margin: float = DEFAULT_MARGIN
+    a: Side,
+    b: Side,
+    percentiles: Sequence[float] = (99.0,),
+    seed: int = 0,
+    margin: float = DEFAULT_MARGIN,
+    by_repeat: bool = True,
 ) -> dict[str, Any]:
     """Per metric: mean A, mean B, delta B - A, its 95% bootstrap interval, n pairs, the margin
-    (absolute, in the metric's unit), verdict and direction."""
+    (absolute, in the metric's unit), verdict and direction. `by_repeat`: per-request intervals
+    resample repeats, then requests (cluster_interval): right when A's and B's runs of a repeat
+    ran at different moments (interleaved, sequential); with both at once (parallel) a moment's
+    load is common to both sides of a pair and cancels, and requests are resampled alone."""
     out: dict[str, Any] = {"margin": margin, "per_request": {}, "per_run": {}, "failed": {}}
     for name, side in (("A", a), ("B", b)):
         out["failed"][name] = sum(1 for run in side.runs for r in run.records if not r.success)
     for metric, fn in PER_REQUEST.items():
-        xs, ys = [], []
-        for ra, rb in zip(a.runs, b.runs):
+        xs, ys, runs = [], [], []
+        for k, (ra, rb) in enumerate(zip(a.runs, b.runs)):
             by_index = {r.index: r for r in rb.records}
             for r in ra.records:
                 other = by_index.get(r.index)
@@ -147,7 +161,8 @@ def compare(
                 if va is not None and vb is not None:
                     xs.append(va)
                     ys.append(vb)
-        out["per_request"][metric] = paired_verdict(xs, ys, margin, seed)
+                    runs.append(k)
+        out["per_request"][metric] = paired_verdict(xs, ys, margin, seed, runs if by_repeat else None)
     for metric in PER_RUN:
         xs = [metrics.calculate(run.records, run.duration_s, percentiles)[metric] for run in a.runs]
         ys = [metrics.calculate(run.records, run.duration_s, percentiles)[metric] for run in b.runs]
@@ -155,20 +170,56 @@ def compare(
     return out
 
 
-def paired_verdict(xs: list[float], ys: list[float], margin: float = DEFAULT_MARGIN, seed: int = 0) -> dict[str, Any]:
-    """B - A over pairs (xs[i], ys[i]) with its interval, judged against margin x |mean A|."""
+def paired_verdict(
+    xs: list[float], ys: list[float], margin: float = DEFAULT_MARGIN, seed: int = 0, runs: list[int] | None = None
+) -> dict[str, Any]:
+    """B - A over pairs (xs[i], ys[i]) with its interval, judged against margin x |mean A|. With
+    `runs` (the repeat of each pair) and more than one repeat, the interval resamples repeats and
+    then pairs within them (cluster_interval); else pairs alone (paired_bootstrap)."""
     if len(xs) < 2:
         return {"n": len(xs), "verdict": "too few pairs", "direction": None}
     res = paired_bootstrap(xs, ys, seed=seed)
+    low, high, how = res.low, res.high, res.interval
+    if runs is not None and len(set(runs)) > 1:
+        low, high = cluster_interval(np.asarray(ys) - np.asarray(xs), np.asarray(runs), seed=seed)
+        how = f"bootstrap over repeats, then requests within each ({CLUSTER_RESAMPLES} resamples, seed {seed})"
     m = margin * abs(res.mean_a)
     return {
         "n": res.n,
         "mean_a": res.mean_a,
         "mean_b": res.mean_b,
         "delta": res.delta,
-        "ci95": [res.low, res.high],
+        "ci95": [low, high],
         "margin": m,
-        "verdict": verdict(res.low, res.high, m),
-        "direction": direction(res.low, res.high),
-        "interval": res.interval,
+        "verdict": verdict(low, high, m),
+        "direction": direction(low, high),
+        "interval": how,
     }
+
+
+CLUSTER_RESAMPLES = 10_000
+
+
+def cluster_interval(
+    diffs: np.ndarray, runs: np.ndarray, seed: int = 0, n_resamples: int = CLUSTER_RESAMPLES, confidence: float = 0.95
+) -> tuple[float, float]:
+    """Percentile interval of the pooled mean of `diffs` by a two-stage bootstrap: draw the repeats
+    with replacement, then each drawn repeat's pairs with replacement. Load that changes between one
+    side's run and the other's is shared by every request of a repeat: resampling requests alone
+    takes it for independent noise and gives too narrow an interval."""
+    groups = [diffs[runs == r] for r in np.unique(runs)]
+    sizes = np.array([g.size for g in groups], dtype=float)
+    rng = np.random.default_rng(seed)
+    n_runs = len(groups)
+    means = np.empty(n_resamples)
+    chunk = max(1, 200_000 // max(1, int(sizes.max()) * n_runs))
+    for start in range(0, n_resamples, chunk):
+        m = min(chunk, n_resamples - start)
+        picks = rng.integers(0, n_runs, size=(m, n_runs))  # which repeat fills each slot
+        # every repeat's resampled sum for every slot; the slot then keeps its picked repeat's
+        sums = np.stack([g[rng.integers(0, g.size, size=(m, n_runs, g.size))].sum(axis=2) for g in groups])
+        total = np.take_along_axis(sums, picks[None], axis=0)[0].sum(axis=1)
+        means[start : start + m] = total / sizes[picks].sum(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(low), float(high)

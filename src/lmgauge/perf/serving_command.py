@@ -203,7 +203,7 @@ def _run_ab(args: argparse.Namespace, run, root, manifest) -> int:
         "a": run.endpoint.url,
         "b": url_b,
         "point": point.label,
-        **compare(a, b, run.percentiles, run.seed, margin),
+        **compare(a, b, run.percentiles, run.seed, margin, by_repeat=args.ab_order != "parallel"),
     }
     write_json_atomic(out / "ab.json", result)
     manifest.finish("done")
