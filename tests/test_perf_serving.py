@@ -253,6 +253,7 @@ def test_ab_identical_servers_are_within_noise_never_different(tmp_path):
         for s in (a, same):
             s.close()
     r = eq["per_request"]["tpot_ms"]
+    assert "repeats" not in r["interval"]  # parallel: a pair's two requests ran at the same moment
     assert (
         r["margin"] == pytest.approx(0.05 * r["mean_a"]) and -r["margin"] <= r["ci95"][0] <= r["ci95"][1] <= r["margin"]
     )
@@ -268,6 +269,7 @@ def test_ab_a_known_difference_is_different(tmp_path):
     d = diff["per_request"]["tpot_ms"]
     # 50 - 20 = 30 ms more per token: far beyond the 1 ms margin
     assert (d["verdict"], d["direction"]) == ("different", "B higher") and d["ci95"][0] > 15
+    assert "repeats" in d["interval"]  # interleaved: repeats resampled, then requests
     assert (diff["per_request"]["e2el_ms"]["verdict"], diff["per_request"]["e2el_ms"]["direction"]) == (
         "different",
         "B higher",
