@@ -32,6 +32,7 @@ def build_model(cfg) -> LanguageModel:
             max_seq_len=cfg.max_seq_len,
             batch_size=cfg.batch_size,
             token_budget=cfg.token_budget,
+            prefix_attention=cfg.prefix_attention,
             model_kwargs=cfg.model_kwargs,
             tokenizer_kwargs=cfg.tokenizer_kwargs,
         )

@@ -69,6 +69,9 @@ def auto_token_budget(config, device: str, dtype_bytes: int, width: int = 2048) 
     return max(256, min(cap, int(free * MEMORY_SHARE / per_token)))
 
 
+PREFIX_ATTENTION_WAYS = ("auto", "cascade", "copies")
+
+
 class HFModel:
     """Answers request kinds through `lmgauge.engine`; owns only loading and raw forwards."""
 
@@ -87,6 +90,7 @@ class HFModel:
         batch_size: int | None = None,
         token_budget: int | None = None,
         prefix_reuse: bool = True,
+        prefix_attention: str = "auto",
         chat_template: bool = False,
         model_kwargs: dict | None = None,
         tokenizer_kwargs: dict | None = None,
@@ -96,6 +100,8 @@ class HFModel:
 
         if bos not in BOS_POLICIES:  # before minutes of loading
             raise ModelError(f"bos policy {bos!r} is not one of {', '.join(BOS_POLICIES)}")
+        if prefix_attention not in PREFIX_ATTENTION_WAYS:
+            raise ModelError(f"prefix_attention {prefix_attention!r} is not one of {', '.join(PREFIX_ATTENTION_WAYS)}")
         t0 = time.perf_counter()
         folder, gguf = split_model_path(path, gguf_file)
         self.source = str(Path(path).expanduser())
@@ -145,9 +151,7 @@ class HFModel:
         tok.max_length = self.max_length
         self.batch_size = batch_size
         self.prefix_reuse = prefix_reuse  # off: every row forwarded whole (the plain path, for checking)
-        # how suffix rows see a shared prefix: "cascade" attends to its one stored KV cache
-        # (models/prefix_attention.py), "copies" expands it to a cache per row (any architecture)
-        self.prefix_attention = "cascade" if prefix_attention_mod.supports_cascade(self.model) else "copies"
+        self.prefix_attention = self._prefix_attention_way(prefix_attention)
         self.chat_template = chat_template  # generation prompts go through the tokenizer's chat template
         self.token_budget = int(
             token_budget or auto_token_budget(self.model.config, self.device, self.model.dtype.itemsize)
@@ -220,6 +224,23 @@ class HFModel:
             out.append(list(zip(picked[at : at + len(t)], greedy[at : at + len(t)])))
             at += len(t)
         return out
+
+    def _prefix_attention_way(self, asked: str) -> str:
+        """How suffix rows see a shared prefix: "cascade" attends to its one stored KV cache
+        (models/prefix_attention.py), "copies" expands it to a cache per row (any architecture).
+
+        "auto" is copies: on the real MMLU 5-shot suffix batches (benchmarks/prefix_attention_bench.py)
+        the cascade costs 1.14x the CPU time of copies (a few long rows per batch: the copies are
+        cheap next to the fused SDPA kernel they buy); it wins only with many short rows, and is
+        unmeasured on CUDA.
+        """
+        if asked == "cascade" and not prefix_attention_mod.supports_cascade(self.model):
+            archs = getattr(self.model.config, "architectures", None) or [type(self.model).__name__]
+            raise ModelError(
+                f"prefix_attention 'cascade' is exact only for {', '.join(sorted(prefix_attention_mod.CASCADE_ARCHITECTURES))} "
+                f"without sliding windows or logit softcapping; this model is {', '.join(archs)}"
+            )
+        return "cascade" if asked == "cascade" else "copies"
 
     def prefix_state(self, prefix: Sequence[int]):
         """KV cache of one shared prefix (batch of 1)."""

@@ -26,6 +26,7 @@ NOT_IN_MODEL_KEY = (
     "run_cfg",
     "batch_size",
     "token_budget",
+    "prefix_attention",  # both ways give the same logprobs (1e-5, float noise as batching gives)
     "device",
     "concurrency",
     "timeout",
