@@ -32,6 +32,7 @@ def slow_server(tiny_model):
 def test_cli_run_records_latency_per_answer_and_a_summary(slow_server, tiny_llama_dir, tmp_path):
     argv = ["run", "--api-url", slow_server.url + "/v1", "--api-tokenizer", str(tiny_llama_dir), "--abbr", "served"]
     argv += ["--datasets", "mmlu_astronomy", "--limit", "2", "--num-fewshot", "0", "-w", str(tmp_path), "--debug"]
+    argv += ["--api-topk", "0"]  # one request per choice (a top-k question's one request is on its first choice)
     assert main(argv) == 0
     (root,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     run = open_run(root)
