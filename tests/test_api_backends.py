@@ -299,6 +299,12 @@ def test_urls_and_config_entries():
     )
     a, b = cfg.models
     assert (a.backend, a.name, b.backend, b.name, b.tokenizer_path) == ("openai", "m", "lightllm", "h_8080", "/tok")
+    assert a.api_topk == 20  # one request per question unless the server cannot or api_topk is 0
+    from lmgauge.cli import _parser
+    from lmgauge.runs.launch import RunRequest, raw_config
+
+    args = _parser().parse_args(["run", "--api-url", "http://h:8000/v1", "--api-topk", "0", "--datasets", "piqa"])
+    assert raw_config(RunRequest.from_args(args))["models"][-1]["api_topk"] == 0
     with pytest.raises(ConfigError, match="api_url"):
         validate({"models": [{"backend": "openai"}], "datasets": ["piqa"]})
     with pytest.raises(ConfigError, match=r"models\[0\]\.path"):  # hf entries still need their path
