@@ -15,14 +15,17 @@ SERVED_BACKENDS = {
 
 
 def build_model(cfg) -> LanguageModel:
-    """cfg: lmgauge.config.ModelConfig."""
+    """cfg: lmgauge.config.ModelConfig. Paths on object storage (s3://, cluster:s3://) are loaded
+    from their local copy (object_store)."""
+    from lmgauge.models.object_store import local_path
+
     if cfg.backend == "hf":
         from lmgauge.models.hf import HFModel
 
         return HFModel(
-            cfg.path,
+            str(local_path(cfg.path)),
             name=cfg.name,
-            tokenizer_path=cfg.tokenizer_path,
+            tokenizer_path=local_path(cfg.tokenizer_path),
             gguf_file=cfg.gguf_file,
             dtype=cfg.dtype,
             device=cfg.device,
@@ -44,7 +47,7 @@ def build_model(cfg) -> LanguageModel:
             name=cfg.name,
             api_model=cfg.api_model,
             api_key_env=cfg.api_key_env,
-            tokenizer_path=cfg.tokenizer_path,
+            tokenizer_path=local_path(cfg.tokenizer_path),
             chat=cfg.api_chat,
             stream=cfg.api_stream,
             topk=cfg.api_topk,

@@ -182,8 +182,13 @@ def raw_config(req: RunRequest, base: dict[str, Any] | None = None) -> dict[str,
 
 
 def _check_model_paths(cfg: RunConfig) -> None:
+    from lmgauge.models.object_store import is_remote, preflight
+
     for m in cfg.models:
-        if m.backend == "hf" and not Path(m.path).expanduser().exists():
+        for p in (m.path, m.tokenizer_path):
+            if is_remote(p):  # object storage: its credentials now, the download when a worker loads it
+                preflight(str(p), f"model {m.name}")
+        if m.backend == "hf" and not is_remote(m.path) and not Path(m.path).expanduser().exists():
             raise FileNotFoundError(
                 f"model {m.name}: path {m.path!r} does not exist (an HF model folder or a .gguf file)"
             )
