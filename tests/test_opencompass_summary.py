@@ -274,3 +274,32 @@ def test_run_writes_both_summaries(tmp_path, tiny_llama_dir, monkeypatch):
         f.unlink()
     assert main(["summary", str(run)]) == 0
     assert len(list((run / "summary").glob("summary_*.txt"))) == 1
+
+
+def test_entry_without_abbr_named_as_opencompass_names_it(tmp_path):
+    """dataset_abbr_from_cfg: the path with '/' as '_', plus '_' + name; a summary group finds it."""
+    body = """
+    from opencompass.datasets import CustomDataset
+    from opencompass.openicl.icl_prompt_template import PromptTemplate
+    from opencompass.openicl.icl_retriever import ZeroRetriever
+    from opencompass.openicl.icl_inferencer import GenInferencer
+    from opencompass.openicl.icl_evaluator import EMEvaluator
+    entry = dict(type=CustomDataset, path='data/mine/q.jsonl', reader_cfg=dict(input_columns=['q'], output_column='a'),
+        infer_cfg=dict(prompt_template=dict(type=PromptTemplate, template='Q: {q}\\nA:'), retriever=dict(type=ZeroRetriever),
+                       inferencer=dict(type=GenInferencer)), eval_cfg=dict(evaluator=dict(type=EMEvaluator)))
+    datasets = [entry, dict(entry, name='hard')]
+    summarizer = dict(summary_groups=[dict(name='mine', subsets=['data_mine_q.jsonl', 'data_mine_q.jsonl_hard'])])
+    """
+    cfg = read_config_file(write_config(tmp_path, body))
+    assert [d["name"] for d in cfg["datasets"]] == ["data_mine_q.jsonl", "data_mine_q.jsonl_hard"]
+    cfg["summarizer"] = cfg.pop("opencompass_run")["summarizer"]
+    rd = make_run(tmp_path, cfg, {"m1": {}, "m2": {}})
+    for name, k in (("data_mine_q.jsonl", 1), ("data_mine_q.jsonl_hard", 2)):  # EMEvaluator: `score`
+        rd.write_results("m1", name, {"task": name, "n": 4, "metrics": {"score": {"value": k / 4, "n": 4}}})
+    rows = [line.split(",") for line in write_run_summary(rd, "t")[1].read_text().splitlines()]
+    assert rows[1:] == [
+        ["data_mine_q.jsonl", rows[1][1], "score", "gen", "25.00", "-"],
+        ["data_mine_q.jsonl_hard", rows[1][1], "score", "gen", "50.00", "-"],
+        ["mine", "-", "score", "gen", "37.50", "-"],
+        ["mine", "-", "naive_average", "gen", "37.50", "-"],
+    ]

@@ -217,11 +217,12 @@ def datasets_entries(raw_datasets: list[dict], raw_models: list[dict], where: st
 
 
 def dataset_abbr(d: dict) -> str:
-    """OpenCompass' dataset_abbr_from_cfg: abbr, else path's last part (+ '_' + name)."""
-    abbr = str(d.get("path", "dataset")).rstrip("/").split("/")[-1]
-    if d.get("name"):
+    """OpenCompass' dataset_abbr_from_cfg for an entry without `abbr`: its path (+ '_' + name, when the
+    key is there), '/' replaced by '_' (the name its results, summary rows and summary groups use)."""
+    abbr = str(d.get("path", "dataset"))
+    if "name" in d:
         abbr += "_" + str(d["name"])
-    return abbr
+    return abbr.replace("/", "_")
 
 
 def build_task(name: str, spec: dict) -> OpenCompassTask:
