@@ -283,3 +283,39 @@ def test_missing_credentials_fail_before_any_work(petrel, tmp_path, monkeypatch,
     err = capfd.readouterr().err
     assert "model tiny: " in err and "petreloss.conf: no [cluster9] section" in err
     assert not (tmp_path / "out").exists()  # no run directory: nothing was started
+
+
+def test_multipart_etag_checked(s3, petrel, tmp_path, caplog):
+    """A multipart upload (boto3's upload_file over its threshold): its ETag is the MD5 of the parts'
+    MD5s; the fetched copy reproduces it, a file of the same size with other bytes does not (which,
+    since an uploader's part size is not known, is said and the size alone checked)."""
+    from boto3.s3.transfer import TransferConfig
+
+    from lmgauge.models.object_store import _checked
+
+    proxy, ak, sk, _ = s3
+    blob = tmp_path / "weights.gguf"
+    blob.write_bytes(os.urandom(6 << 20))
+    client = boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{proxy.port}",
+        region_name="us-east-1",
+        aws_access_key_id=ak,
+        aws_secret_access_key=sk,
+    )
+    mib5 = 5 << 20
+    client.upload_file(
+        str(blob),
+        BUCKET,
+        "gguf/weights.gguf",
+        Config=TransferConfig(multipart_threshold=mib5, multipart_chunksize=mib5),
+    )
+    etag = client.head_object(Bucket=BUCKET, Key="gguf/weights.gguf")["ETag"].strip('"')
+    assert etag.endswith("-2")
+    got = fetch(f"model_weights:s3://{BUCKET}/gguf/weights.gguf")  # one object: the path of the file itself
+    assert got.name == "weights.gguf" and got.read_bytes() == blob.read_bytes()
+    assert "not reproduced" not in caplog.text
+    other = tmp_path / "other.bin"
+    other.write_bytes(blob.read_bytes()[:-1] + b"\0")
+    _checked(other, {"key": "k", "size": 6 << 20, "etag": etag})
+    assert "k: multipart ETag not reproduced with part sizes [5242880, " in caplog.text

@@ -311,6 +311,8 @@ def run_summarizer(rundir: RunLayout) -> DefaultSummarizer | None:
     config from run.json, each dataset's result from results/<model>/<dataset>.json."""
     from lmgauge.config import ModelConfig
 
+    if not rundir.manifest.is_file():
+        return None
     config = json.loads(rundir.manifest.read_text(encoding="utf-8")).get("config") or {}
     datasets, evaluators = [], {}
     for d in config.get("datasets") or []:
