@@ -303,3 +303,45 @@ def test_entry_without_abbr_named_as_opencompass_names_it(tmp_path):
         ["mine", "-", "score", "gen", "37.50", "-"],
         ["mine", "-", "naive_average", "gen", "37.50", "-"],
     ]
+
+
+def test_stock_summarizer_file_with_wide_characters(tmp_path):
+    """`from opencompass.configs.summarizers.medium import summarizer` (its groups, its
+    dataset_abbrs with '--------- 考试 Exam ---------' separators): read as it is; in the tabulate
+    section a CJK character takes two columns (wcwidth), so every line has the header's width."""
+    from wcwidth import wcswidth
+
+    body = """
+    with read_base():
+        from opencompass.configs.datasets.ceval.ceval_gen_5f30c7 import ceval_datasets
+        from opencompass.configs.summarizers.medium import summarizer
+    datasets = ceval_datasets
+    """
+    cfg = read_config_file(write_config(tmp_path, body))
+    cfg["summarizer"] = cfg.pop("opencompass_run")["summarizer"]
+    assert cfg["summarizer"]["dataset_abbrs"][:2] == ["--------- 考试 Exam ---------", "ceval"]
+    names = [d["name"] for d in cfg["datasets"]]
+    rd = make_run(tmp_path, cfg, {"m1": {n: (3, 4) for n in names}, "m2": {n: (1, 4) for n in names}})
+    txt = write_run_summary(rd, "t")[0].read_text()
+    table = txt.split("^" * 128 + "\n")[1].split("\n" + "$" * 128)[0].splitlines()
+    assert table[2].split() == [
+        "--------- 考试 Exam ---------"[:9],
+        "考试",
+        "Exam",
+        "---------",
+        "-",
+        "-",
+        "-",
+        "-",
+        "-",
+    ]
+    assert table[3].split() == ["ceval", "-", "accuracy", "gen", "75.00", "25.00"]  # all 52 subjects: a group
+    first = len(table[1].split("  ")[0])  # the dashes under the first header: the first column's width
+
+    def second_column_at(line: str) -> int:
+        cell = line.split("  ")[0]
+        rest = line[len(cell) :]
+        return wcswidth(cell) + len(rest) - len(rest.lstrip(" "))
+
+    assert {second_column_at(line) for line in table} == {first + 2}
+    assert first == wcswidth("--------- 理解 Understanding ---------")  # the widest row, its CJK as two columns
