@@ -319,3 +319,20 @@ def test_multipart_etag_checked(s3, petrel, tmp_path, caplog):
     other.write_bytes(blob.read_bytes()[:-1] + b"\0")
     _checked(other, {"key": "k", "size": 6 << 20, "etag": etag})
     assert "k: multipart ETag not reproduced with part sizes [5242880, " in caplog.text
+
+
+def test_concurrent_loads_download_once(s3, petrel):
+    """Two workers loading the same model at once: one downloads, the other waits on the lock and
+    finds the folder complete."""
+    proxy, _, _, source = s3
+    out: list[Path] = []
+    threads = [
+        threading.Thread(target=lambda: out.append(fetch(f"model_weights:s3://{BUCKET}/{PREFIX}"))) for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(out) == 2 and out[0] == out[1]
+    _same_files(out[0], source)
+    assert len(proxy.gets(PREFIX + "model.safetensors")) == 1
