@@ -146,10 +146,6 @@ LADDER = [  # (label, weight spec kwargs)
 ]
 
 
-@pytest.mark.skip(
-    reason="not yet run to the end here (the shared machine was at load average ~25 all session): "
-    "its thresholds are unconfirmed; unskip after one run on a quiet machine"
-)
 def test_bit_ladder_perplexity_kl_and_flips(smollm2_folder, wikitext_dir):
     from lmgauge.compress.fidelity import PairedWindowScorer, TokenFidelity, summarize
     from lmgauge.compress.positions import logits_of, window_ids
@@ -159,7 +155,7 @@ def test_bit_ladder_perplexity_kl_and_flips(smollm2_folder, wikitext_dir):
     from lmgauge.tasks import build
 
     hf = HFModel(str(smollm2_folder), device="cpu", dtype="float32", name="smollm2")
-    corpus = build("wikitext2", path=str(wikitext_dir), seq_len=SEQ_LEN)
+    corpus = build("wikitext2", path=str(wikitext_dir / "wikitext-2-raw"), seq_len=SEQ_LEN)
     (doc,), _ = corpus.load()
     (request,) = corpus.requests(doc, 0)
     mmlu = []
