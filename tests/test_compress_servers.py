@@ -15,7 +15,6 @@ from test_compress_real import SEQ_LEN, smollm2_folder, wikitext_dir  # noqa: F4
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
 
-@pytest.mark.skip(reason="not yet run here (no time left under a load average of ~25): unskip after one run")
 def test_save_fake_served_by_vllm_gives_the_same_perplexity(tmp_path, smollm2_folder, wikitext_dir):  # noqa: F811
     from lmgauge.models.openai_api import OpenAIModel
     from lmgauge.tasks import build
