@@ -1,7 +1,7 @@
 """Batched decoding over a KV cache: greedy, or sampled with a per-request seed.
 
 Prompts that share a token prefix (few-shot exemplars) have it forwarded once; its KV cache is
-copied into each batch. Rows are left-padded between the prefix and their own tokens, with their
+copied into each batch, into a cache allocated for the whole decode (no per-step concatenation). Rows are left-padded between the prefix and their own tokens, with their
 own position ids, so every row decodes exactly as it would alone. Stop strings are checked on the
 decoded text as it grows; finished rows leave the batch (and the cache) at once. A sampled row
 draws from its own generator seeded by its request, so its text does not depend on its batch.
@@ -67,7 +67,8 @@ def _decode_batch(
     own = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
     mask = torch.cat([torch.ones(n, prefix_len, dtype=own.dtype), own], dim=-1)
     positions = prefix_len + (own.cumsum(-1) - 1).clamp(min=0)
-    cache = model.expand_state(state, n) if state is not None else None
+    # room for the rows' own tokens and every token they may generate: steps write in place
+    cache = model.expand_state(state, n, room=width + max(r.max_new_tokens for r in reqs))
 
     out: list[tuple[str, int, str] | None] = [None] * n
     tokens: list[list[int]] = [[] for _ in rows]

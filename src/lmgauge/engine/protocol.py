@@ -43,8 +43,9 @@ class TokenModel(Protocol):
         """score_rows for rows continuing the prefix in `state`; positions relative to the suffix."""
         ...
 
-    def expand_state(self, state: Any, n: int) -> Any:
-        """A cache with the prefix in `state` for n rows."""
+    def expand_state(self, state: Any, n: int, room: int = 0) -> Any:
+        """A cache with the prefix in `state` (None: empty) for n rows, with room for `room` more
+        tokens per row (decoding); None lets the first forward make its own."""
         ...
 
     def select_rows(self, cache: Any, rows: list[int]) -> Any:

@@ -282,10 +282,20 @@ class HFModel:
             ).last_hidden_state
         return self._score_hidden(hidden, targets)
 
-    def expand_state(self, state, n: int):
-        """A fresh cache holding the prefix in `state` for n rows (views until the first update)."""
+    def expand_state(self, state, n: int, room: int = 0):
+        """A fresh cache holding the prefix in `state` (None: nothing) for n rows. With `room`
+        (tokens the rows will add: decoding), the cache is allocated for them up front and each
+        step writes in place (models/kv_cache.py); else views of the prefix until the first update."""
         from transformers import DynamicCache
 
+        from lmgauge.models.kv_cache import roomy_cache
+
+        if room > 0:
+            roomy = roomy_cache(self.model.config, state, n, room)
+            if roomy is not None:
+                return roomy
+        if state is None:
+            return None
         layers = [(layer.keys.expand(n, -1, -1, -1), layer.values.expand(n, -1, -1, -1)) for layer in state.layers]
         return DynamicCache(ddp_cache_data=layers, config=self.model.config)
 
