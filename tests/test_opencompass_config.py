@@ -360,3 +360,41 @@ def test_opencompass_version_hash_reproduced(name, expected):
 
     _, entries = dataset_configs(name)
     assert version(entries) == expected
+
+
+def test_run_with_opencompass_dataset_names_ceval_gen_and_mmlu_ppl(tmp_path, tiny_llama_dir, monkeypatch):
+    """`lmgauge run --hf-path M --datasets ceval_gen mmlu_ppl --limit 5` (the issue's command): both
+    names are OpenCompass' stock config files, read from their default ./data layout; every C-Eval
+    and MMLU subject runs, with OpenCompass' prompts (gen and ppl) and its summary beside lmgauge's."""
+    import csv
+
+    from lmgauge.cli import main
+    from lmgauge.tasks.ceval import CEVAL_SUBJECTS
+    from lmgauge.tasks.mmlu import MMLU_SUBJECTS as MMLU_ALL
+    from opencompass_data import CEVAL_HEADERS, write_mmlu
+
+    monkeypatch.chdir(tmp_path)
+    rows = json.loads((Path(__file__).parent / "fixtures" / "opencompass" / "ceval_rows.json").read_text("utf-8"))
+    sample = rows["computer_network"]  # every subject gets these rows: the run, not the data, is under test
+    for subject in CEVAL_SUBJECTS:
+        for split, lines in sample.items():
+            f = tmp_path / "data" / "ceval" / "formal_ceval" / split / f"{subject}_{split}.csv"
+            f.parent.mkdir(parents=True, exist_ok=True)
+            with open(f, "w", encoding="utf-8", newline="") as fh:
+                csv.writer(fh).writerows([CEVAL_HEADERS[split], *lines])
+    write_mmlu(tmp_path / "data", subjects=MMLU_ALL)
+    argv = ["run", "--hf-path", str(tiny_llama_dir), "--datasets", "ceval_gen", "mmlu_ppl", "--limit", "5"]
+    assert main([*argv, "--max-out-len", "4", "-w", "outputs", "--run-id", "r", "--no-report"]) == 0
+    run = tmp_path / "outputs" / "r"
+    manifest = json.loads((run / "run.json").read_text())
+    names = [t for m in manifest["tasks"].values() for t in m]
+    assert len(names) == len(CEVAL_SUBJECTS) + len(MMLU_ALL)
+    (model_dir,) = (run / "samples").iterdir()
+    ceval = [json.loads(x) for x in (model_dir / "ceval-computer_network.jsonl").read_text().splitlines()]
+    assert len(ceval) == len(sample["val"]) and all(
+        "以下是中国关于计算机网络考试的单项选择题" in s["prompt"] for s in ceval
+    )
+    mmlu = [json.loads(x) for x in (model_dir / "lukaemon_mmlu_astronomy.jsonl").read_text().splitlines()]
+    assert len(mmlu) == 5 and all(set(s["ppl"]) == set("ABCD") for s in mmlu)
+    assert list((run / "summary").glob("summary_*.csv"))  # OpenCompass' layout, beside lmgauge's summary
+    assert (run / "summary.md").exists()
