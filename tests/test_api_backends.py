@@ -434,16 +434,17 @@ def test_bounded_requests_in_flight(fast, tiny_llama_dir):
 @pytest.mark.slow
 def test_one_at_a_time_server_no_error_no_retry_hf_numbers(fast, tiny_model, tiny_llama_dir):
     """A slow but healthy server that works on one request at a time (vLLM on a CPU with long
-    prompt-logprob requests): 16 requests, each taking half a second, with a 2 s timeout. Sent all
-    at once, the last waits ~8 s in the server's queue; the old client gave it up after 2 s, sent it
+    prompt-logprob requests): 16 requests, each taking half a second, with a 3 s timeout. Sent all
+    at once, the last waits ~8 s in the server's queue; the old client gave it up after 3 s, sent it
     again to the back of the queue, and so on until it failed. (The tiny model keeps the time in the
-    server's own sleep, so the test means the same on a busy machine.)"""
+    server's own sleep, so the test means the same on a busy machine; the timeout is 6 answers long,
+    so a loaded machine's pauses between answers are not a stall.)"""
     reqs = SHORT * 4
     hf = tiny_model.loglikelihood(reqs)
     fast.mode.add("one_at_a_time")
     fast.service_s = 0.5
     for adaptive in (True, False):
-        model = _openai(fast, tokenizer_path=str(tiny_llama_dir), timeout=2.0, adaptive=adaptive)  # 64 at most
+        model = _openai(fast, tokenizer_path=str(tiny_llama_dir), timeout=3.0, adaptive=adaptive)  # 64 at most
         fast.requests.clear()
         fast.max_in_flight = 0
         timings: list[tuple] = []
@@ -462,19 +463,19 @@ def test_one_at_a_time_server_no_error_no_retry_hf_numbers(fast, tiny_model, tin
             assert fast.max_in_flight <= 6, fast.max_in_flight
             assert model.describe()["adaptive_concurrency"] is True
         else:  # all sixteen queued at once: the last waited far past the timeout, and that is no failure
-            assert fast.max_in_flight == len(reqs) and wall > 3 * 2.0
+            assert fast.max_in_flight == len(reqs) and wall > 2 * 3.0
 
 
 @pytest.mark.slow
 def test_request_queued_behind_later_ones_is_not_a_stall(fast, tiny_llama_dir):
     """The first request sent (one in flight then) reaches a one-at-a-time server last: the three
-    sent just after it are queued ahead of it, and its answer comes after 4 x 0.6 s, past the 2 s
-    timeout, while the server answers the others every 0.6 s. Waiting behind requests sent after
+    sent just after it are queued ahead of it, and its answer comes after 0.3 + 4 x 0.8 s, past the
+    3 s timeout, while the server answers the others every 0.8 s. Waiting behind requests sent after
     it is queueing, not a stall (the client once bounded the wait by the requests in flight when
     it was sent, and gave this one up)."""
     fast.mode.add("one_at_a_time")
-    fast.service_s = 0.6
-    model = _openai(fast, tokenizer_path=str(tiny_llama_dir), timeout=2.0, concurrency=4, adaptive=False)
+    fast.service_s = 0.8
+    model = _openai(fast, tokenizer_path=str(tiny_llama_dir), timeout=3.0, concurrency=4, adaptive=False)
     fast.requests.clear()  # the probes made when the model was built
     fast.late_next = [0.3]  # the first to arrive joins the queue last
     got = model.loglikelihood(SHORT[:4])
