@@ -184,14 +184,17 @@ class PairedWindowScorer:
             for start in range(0, len(wins), bs):
                 ids = torch.tensor(wins[start : start + bs])
                 with torch.inference_mode():
+                    # [B, L, V] tensors of a 50k vocabulary are ~100 MB a window: each one allocated
+                    # costs about what the arithmetic on it does, so as few as the numbers need
                     lp_ref = torch.log_softmax(self.reference(ids)[:, :-1].float(), dim=-1)
                     lp = torch.log_softmax(self.candidate(ids)[:, :-1].float(), dim=-1)
                     target = ids[:, 1:].unsqueeze(-1).to(lp.device)
                     nll_ref = -lp_ref.gather(-1, target).squeeze(-1)
                     nll = -lp.gather(-1, target).squeeze(-1)
-                    # KL(ref || cand) = sum_v p_ref (log p_ref - log p_cand), exact over the vocabulary
-                    kl = (lp_ref.exp() * (lp_ref - lp)).sum(-1)
                     same = lp_ref.argmax(-1) == lp.argmax(-1)
+                    # KL(ref || cand) = sum_v p_ref (log p_ref - log p_cand), exact over the vocabulary:
+                    # kl_div computes exp(t) * (t - x) elementwise in one tensor
+                    kl = torch.nn.functional.kl_div(lp, lp_ref, reduction="none", log_target=True).sum(-1)
                 sink.add(kl.cpu(), same.cpu(), nll_ref.cpu(), nll.cpu())
                 total += -float(nll.double().sum())
                 if stats is not None:
