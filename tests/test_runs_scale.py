@@ -220,7 +220,9 @@ def test_disk_full_is_refused_before_work_starts(tmp_path, tiny_llama_dir, monke
 
 
 def test_interrupt_stops_workers_and_keeps_answers(tmp_path, tiny_llama_dir):
-    p = start(_args(tiny_llama_dir, tmp_path, "--max-num-workers", "2"), tmp_path, LMGAUGE_TEST_SLOW_APPEND="1")
+    # 5 s after each answer: the run cannot finish between the first answer and the interrupt, even
+    # when a loaded machine delays this process's polling by seconds (1 s once let it finish first)
+    p = start(_args(tiny_llama_dir, tmp_path, "--max-num-workers", "2"), tmp_path, LMGAUGE_TEST_SLOW_APPEND="5")
     try:
         wait_for(lambda: any((d / "run.json").exists() for d in tmp_path.iterdir() if d.is_dir()), what="run dir")
         rd = only_run(tmp_path)
