@@ -1,10 +1,11 @@
 """Batched decoding over a KV cache: greedy, or sampled with a per-request seed.
 
 Prompts that share a token prefix (few-shot exemplars) have it forwarded once; its KV cache is
-copied into each batch, into a cache allocated for the whole decode (no per-step concatenation). Rows are left-padded between the prefix and their own tokens, with their
-own position ids, so every row decodes exactly as it would alone. Stop strings are checked on the
-decoded text as it grows; finished rows leave the batch (and the cache) at once. A sampled row
-draws from its own generator seeded by its request, so its text does not depend on its batch.
+copied into each batch, into a cache allocated for the whole decode (no per-step concatenation).
+Rows are left-padded between the prefix and their own tokens, with their own position ids, so every
+row decodes exactly as it would alone. Stop strings are checked on the decoded text as it grows;
+finished rows leave the batch (and the cache) at once. A sampled row draws from its own generator
+seeded by its request, so its text does not depend on its batch.
 """
 
 from __future__ import annotations
