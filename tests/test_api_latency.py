@@ -54,6 +54,35 @@ def test_cli_run_records_latency_per_answer_and_a_summary(slow_server, tiny_llam
     assert shown["latency"] == raw["latency"]  # what report.html's latency table reads
 
 
+def test_group_results_and_run_json_carry_the_pooled_latency(slow_server, tiny_llama_dir, tmp_path):
+    served = ["--api-url", slow_server.url + "/v1", "--api-tokenizer", str(tiny_llama_dir), "--abbr", "served"]
+    common = ["--datasets", "mmlu_astronomy", "mmlu_anatomy", "--limit", "1", "--num-fewshot", "0", "--debug"]
+    assert main(["run", *served, "--api-topk", "0", *common, "-w", str(tmp_path / "api")]) == 0
+    (root,) = (tmp_path / "api").iterdir()
+    run = open_run(root)
+    subjects = ["mmlu_astronomy", "mmlu_anatomy"]
+    samples = [s.to_json() for t in subjects for s in run.samples("served", t)]
+    pooled = latency_summary(samples)  # every request of both subjects, not a mean of their means
+    assert pooled is not None and pooled.requests == 8  # 2 subjects x 1 doc x 4 choices
+    group = run.result("served", "mmlu")
+    assert group is not None and group.is_group and group.latency == pooled
+    per_task = {t: run.result("served", t) for t in subjects}
+    assert all(r is not None and r.latency is not None and r.latency.requests == 4 for r in per_task.values())
+    manifest = json.loads((root / "run.json").read_text())
+    assert manifest["models"]["served"]["latency"] == pooled.to_json()
+    for t, r in per_task.items():
+        assert r is not None and r.latency is not None
+        assert manifest["tasks"]["served"][t]["latency"] == r.latency.to_json()
+    # in-process: no latency key anywhere (no nulls)
+    inproc = ["--hf-path", str(tiny_llama_dir), "--hf-abbr", "tiny", *common, "-w", str(tmp_path / "hf")]
+    assert main(["run", *inproc]) == 0
+    (root,) = (tmp_path / "hf").iterdir()
+    manifest = json.loads((root / "run.json").read_text())
+    assert "latency" not in manifest["models"]["tiny"]
+    assert all("latency" not in st for st in manifest["tasks"]["tiny"].values())
+    assert "latency" not in json.loads((root / "results" / "tiny" / "mmlu.json").read_text())
+
+
 def test_streamed_generation_has_ttft_and_rolling_counts_its_windows(slow_server, tiny_llama_dir):
     model = OpenAIModel(slow_server.url + "/v1", tokenizer_path=str(tiny_llama_dir), stream=True, backoff=0.05)
     got = model.generate([GenerateRequest("The quick brown fox", max_new_tokens=4) for _ in range(2)])

@@ -15,6 +15,7 @@ from lmgauge.runs.reader import RunDirError, read_record
 from lmgauge.runs.records import (
     FORMAT,
     JobAttempt,
+    LatencySummary,
     ModelInfo,
     RunManifest,
     ShardEntry,
@@ -199,6 +200,13 @@ class Manifest:
     def task_done(self, model: str, task: str, status: TaskStatus | dict) -> None:
         checked = status if isinstance(status, TaskStatus) else TaskStatus.model_validate(status)
         self.record.tasks.setdefault(model, {})[task] = checked
+        self.save()
+
+    def model_latency(self, name: str, latency: LatencySummary) -> None:
+        """run.json's `models.<name>.latency`: the served requests of the model's finished tasks."""
+        info = self.record.models.get(name) or ModelInfo()
+        info.latency = latency
+        self.record.models[name] = info
         self.save()
 
     def model_loaded(self, name: str, description: dict) -> None:

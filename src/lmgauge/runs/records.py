@@ -161,6 +161,25 @@ class ShardEntry(Record):
     _write_empty_collections: ClassVar[bool] = False
 
 
+class LatencySummary(Record):
+    """results' `latency`: the served requests behind a task's samples, with `lmgauge perf`'s (and
+    vLLM's) key names; in ms. Only where a server answered: in-process runs have no `latency`."""
+
+    requests: int  # requests with a latency (the samples' answers)
+    calls: int  # HTTP calls (a rolling document makes one per window)
+    retried: int = 0  # requests that needed more than one try
+    streamed: int = 0  # requests with a TTFT
+    output_tokens: int | None = None  # generation tasks: tokens generated over those requests
+    mean_e2el_ms: float
+    median_e2el_ms: float
+    p90_e2el_ms: float
+    p99_e2el_ms: float
+    mean_ttft_ms: float | None = None
+    median_ttft_ms: float | None = None
+    p90_ttft_ms: float | None = None
+    p99_ttft_ms: float | None = None
+
+
 class ModelInfo(Record):
     """What the backend says about itself (`describe()`; its keys vary by backend), and what the run
     measured: load time, evaluation time, tokens, peak memory. `status: failed` when it did not load."""
@@ -173,6 +192,7 @@ class ModelInfo(Record):
     eval_s: float | None = None
     tokens: TokenCounts | None = None
     peak_memory: dict[str, float] | None = None
+    latency: LatencySummary | None = None  # served backends: every request of the model's finished tasks
 
 
 class TaskStatus(Record):
@@ -189,6 +209,7 @@ class TaskStatus(Record):
     shards_done: int | None = None  # incomplete: shards with a marker, of `shards`
     shards: int | None = None
     missing_docs: int | None = None
+    latency: LatencySummary | None = None  # served backends: the task result's `latency`
 
 
 class RunManifest(Versioned):
@@ -330,25 +351,6 @@ class ResultBase(Versioned):
     n: int = 0
 
 
-class LatencySummary(Record):
-    """results' `latency`: the served requests behind a task's samples, with `lmgauge perf`'s (and
-    vLLM's) key names; in ms. Only where a server answered: in-process runs have no `latency`."""
-
-    requests: int  # requests with a latency (the samples' answers)
-    calls: int  # HTTP calls (a rolling document makes one per window)
-    retried: int = 0  # requests that needed more than one try
-    streamed: int = 0  # requests with a TTFT
-    output_tokens: int | None = None  # generation tasks: tokens generated over those requests
-    mean_e2el_ms: float
-    median_e2el_ms: float
-    p90_e2el_ms: float
-    p99_e2el_ms: float
-    mean_ttft_ms: float | None = None
-    median_ttft_ms: float | None = None
-    p90_ttft_ms: float | None = None
-    p99_ttft_ms: float | None = None
-
-
 class TaskResult(ResultBase):
     """results/<model>/<task>.json for one task."""
 
@@ -380,6 +382,7 @@ class GroupResult(ResultBase):
     metrics: dict[str, GroupMetric] = Field(default_factory=dict)
     subjects: dict[str, dict[str, MetricValue]] = Field(default_factory=dict)
     categories: dict[str, dict[str, GroupMetric]] = Field(default_factory=dict)
+    latency: LatencySummary | None = None  # served backends: the members' requests pooled
 
     def to_json(self) -> dict[str, Any]:
         return {**super().to_json(), "is_group": True}  # what tells a reader it is a group

@@ -129,6 +129,7 @@ def finalize_task(
     if latency is not None:  # served backends only: an in-process run has no such key
         result.latency = latency
     rundir.write_results(model, task.name, result)
+    done: dict = {"latency": latency} if latency is not None else {}  # no key rather than null in run.json
     _done(
         manifest,
         model,
@@ -140,6 +141,7 @@ def finalize_task(
         tokens=result.tokens,
         computed=sum(m.computed for m in markers),
         reused=sum(m.reused for m in markers),
+        **done,
     )
     return TaskOutcome(task.name, True, samples, task)
 
@@ -160,6 +162,10 @@ def finalize_model(
             outcomes.append(TaskOutcome(spec.name, False, error=msg))
     for group, info in group_results(model, outcomes).items():
         rundir.write_results(model, group, info)
+    # run.json's model entry: every request the model answered in this run's finished tasks
+    latency = latency_summary(s for o in outcomes if o.ok for s in o.samples)
+    if manifest is not None and latency is not None:
+        manifest.model_latency(model, latency)
     return outcomes
 
 
@@ -200,6 +206,10 @@ def group_results(model: str, outcomes: list[TaskOutcome]) -> dict[str, GroupRes
                 "categories": categories,
             }
         )
+        # the members' requests pooled (not a mean of the members' means): served backends only
+        latency = latency_summary(s for o, _ in members for s in o.samples)
+        if latency is not None:
+            out[group].latency = latency
     return out
 
 
