@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from lmgauge.config import ConfigError
@@ -35,10 +36,21 @@ def check_corpora(cc) -> None:
 
     rc = cc.run_config()
     set_data_dir(rc.data_dir)
+    from lmgauge.data import DataError
+    from lmgauge.opencompass.task import OpenCompassTask
+
     for spec in plan_tasks(rc):
         task = spec.build(rc.models[0].name)
         if getattr(task, "output_type", None) == "perplexity":
             task.load()  # raises DataNotFound naming every place it looked
+        elif isinstance(task, OpenCompassTask):  # the opencompass block's data, found now
+            try:
+                task.load()
+            except (DataError, OSError) as e:  # DataNotFound is an OSError
+                assert cc.opencompass is not None
+                raise DataError(
+                    f"opencompass.cfg_path {cc.opencompass.cfg_path}: {task.where} ({task.name}): {e}"
+                ) from None
 
 
 def cmd_compress(args) -> int:
@@ -76,6 +88,7 @@ def cmd_compress(args) -> int:
     except (ConfigError, UnknownTask, FileNotFoundError, ValueError, DataError) as e:
         log.error("%s", e)
         return 2
+    started = time.strftime("%Y%m%d_%H%M%S")  # OpenCompass' <time> of the summary files
     try:
         rundir: RunDir = run_compression(cc, args.run_id, RichProgress())
     except QuantError as e:  # the scheme does not fit this model: said before anything was evaluated
@@ -83,6 +96,16 @@ def cmd_compress(args) -> int:
         return 2
     models, rows = write_summary(rundir)
     append_to_summary(rundir)
+    if cc.opencompass is not None:
+        from lmgauge.compress.opencompass_out import write_opencompass_outputs
+        from lmgauge.compress.run import ORDER
+
+        positions = sorted(cc.eval.eval_pos, key=ORDER.__getitem__)
+        written = write_opencompass_outputs(rundir, cc, positions, started)
+        if written:
+            log.info("wrote %s (OpenCompass' summary, a column per position)", written[0])
+        if cc.opencompass.output_path:
+            log.info("wrote %s (OpenCompass' work-dir layout)", Path(cc.opencompass.output_path) / started)
     if not getattr(args, "no_report", False):
         from lmgauge.report.commands import write_run_report
 

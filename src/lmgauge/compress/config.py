@@ -4,7 +4,7 @@
     eval: {eval_pos: [pretrain, fake_quant], name: wikitext2 | [wikitext2, c4] | a text path, path, bs, seq_len}
     quant: {method: RTN, weight: {bit, symmetric, granularity, group_size}, act: {bit, symmetric, granularity}}
     save: {save_trans, save_fake, save_path}
-    opencompass: {cfg_path, output_path}      # refused for now, naming the key
+    opencompass: {cfg_path, output_path}      # the datasets of an OpenCompass config, at every position
     tasks: [mmlu_astronomy, {name: mmlu_anatomy, num_fewshot: 5}]   # lmgauge's own task list
 
 A file is a compression config when its top level has `quant` or `eval` with `eval_pos`
@@ -14,6 +14,7 @@ A file is a compression config when its top level has `quant` or `eval` with `ev
 from __future__ import annotations
 
 import difflib
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lmgauge.config import ConfigError, RunConfig, validate
 from lmgauge.models.quant import QuantError, QuantScheme, QuantSpec
+
+log = logging.getLogger(__name__)
 
 POSITIONS = ("pretrain", "transformed", "fake_quant", "fake_quant_wo_kv")
 # What each position's numbers come from (the label the report shows).
@@ -152,8 +155,13 @@ class SaveSection(_Strict):
 
 
 class OpenCompassSection(_Strict):
-    cfg_path: str | None = None
+    """llmc's block: run the datasets of the OpenCompass config `cfg_path` (relative to the YAML file)
+    on the model at each position; `output_path` is OpenCompass' work dir (llmc passes it as
+    `-w`): an OpenCompass-layout copy of the results goes to output_path/<time>/."""
+
+    cfg_path: str
     output_path: str | None = None
+    max_out_len: int | None = Field(default=None, gt=0)  # lmgauge: for gen datasets without their own
 
 
 class CompressConfig(_Strict):
@@ -168,14 +176,12 @@ class CompressConfig(_Strict):
     num_fewshot: int | None = Field(default=None, ge=0)
     work_dir: str = "outputs"
     data_dir: str | None = None
+    # the `opencompass:` block's datasets as lmgauge entries (read by load_compression_config)
+    oc_datasets: list[dict] = Field(default_factory=list, exclude=True)
+    oc_summarizer: dict | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
     def _consistent(self) -> CompressConfig:
-        if self.opencompass is not None:
-            raise ValueError(
-                "opencompass: running an OpenCompass config on the compressed model is not yet supported; "
-                "list the downstream tasks under `tasks` instead"
-            )
         fq = [p for p in self.eval.eval_pos if p.startswith("fake_quant")]
         if fq and self.quant is None and not self.save.save_path:
             raise ValueError(
@@ -185,8 +191,8 @@ class CompressConfig(_Strict):
             raise ValueError("save_fake needs a `quant` block to make the fake-quant model")
         if self.save.save_trans:
             raise ValueError("save_trans: RTN has no transformation to save (transformed == pretrain)")
-        if not self.eval.names() and not self.tasks:
-            raise ValueError("nothing to evaluate: give eval.name (a perplexity corpus) and/or tasks")
+        if not self.eval.names() and not self.tasks and self.opencompass is None:
+            raise ValueError("nothing to evaluate: give eval.name (a perplexity corpus), tasks and/or opencompass")
         return self
 
     @property
@@ -216,7 +222,8 @@ class CompressConfig(_Strict):
 
     def run_config(self) -> RunConfig:
         """The model and every task (perplexity corpora first) as a validated lmgauge RunConfig."""
-        datasets = self.ppl_datasets() + [t if isinstance(t, dict) else {"name": t} for t in self.tasks]
+        tasks = [t if isinstance(t, dict) else {"name": t} for t in self.tasks]
+        datasets = self.ppl_datasets() + tasks + list(self.oc_datasets)
         if sum(1 for d in datasets if d["name"] == "ppl") > 1:
             raise ValueError("more than one text corpus besides wikitext2: one `ppl` corpus per run for now")
         raw: dict[str, Any] = {
@@ -239,6 +246,8 @@ class CompressConfig(_Strict):
             raw["limit"] = self.limit
         if self.num_fewshot is not None:
             raw["num_fewshot"] = self.num_fewshot
+        if self.oc_summarizer is not None:
+            raw["summarizer"] = self.oc_summarizer
         return validate(raw, "compression config (tasks / eval.name)")
 
 
@@ -289,7 +298,56 @@ def _owner(loc: tuple) -> type[BaseModel] | None:
 
 
 def load_compression_config(data: dict, source: str = "config") -> CompressConfig:
+    """The validated config; an `opencompass:` block's config file is read now (cfg_path relative
+    to the YAML file, as llmc's configs are written), so its errors come before any model loads."""
+    if "oc_datasets" in data or "oc_summarizer" in data:
+        raise ConfigError(f"{source}: unknown key 'oc_datasets' / 'oc_summarizer'")
     try:
-        return CompressConfig.model_validate(data)
+        cc = CompressConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_format(e, source)) from None
+    if cc.opencompass is not None:
+        read_opencompass_block(cc, Path(source).parent if Path(source).is_file() else Path.cwd(), source)
+    return cc
+
+
+def read_opencompass_block(cc: CompressConfig, base: Path, source: str) -> None:
+    from lmgauge.opencompass.config_reader import read_datasets_only
+    from lmgauge.opencompass.task import UnsupportedConfig
+
+    oc = cc.opencompass
+    assert oc is not None
+    cfg = Path(oc.cfg_path).expanduser()
+    cfg = cfg if cfg.is_absolute() else base / cfg
+    if not cfg.is_file():
+        raise ConfigError(f"{source}: opencompass.cfg_path {oc.cfg_path!r}: no such file ({cfg})")
+    try:
+        read = read_datasets_only(cfg, oc.max_out_len)
+    except UnsupportedConfig as e:
+        hint = " (give opencompass.max_out_len: N here)" if "max_out_len: not given" in str(e) else ""
+        raise ConfigError(f"{source}: opencompass.cfg_path {oc.cfg_path!r}: {e}{hint}") from None
+    ignored = read["ignored"]
+    if "models" in ignored:
+        log.warning(
+            "%s: opencompass.cfg_path %s defines models (%s): not used; the model evaluated is this config's, "
+            "at each position (llmc overrides the OpenCompass model the same way)",
+            source,
+            oc.cfg_path,
+            ", ".join(ignored["models"]),
+        )
+    for key in ("work_dir", "infer", "eval"):
+        if key in ignored:
+            log.warning(
+                "%s: opencompass.cfg_path %s sets %s: not used here (%s)",
+                source,
+                oc.cfg_path,
+                key,
+                "opencompass.output_path is the work dir" if key == "work_dir" else "one process runs every position",
+            )
+    taken = {d["name"] for d in cc.ppl_datasets()} | {t if isinstance(t, str) else t.get("name") for t in cc.tasks}
+    for d in read["datasets"]:
+        if d["name"] in taken:
+            raise ConfigError(f"{source}: opencompass.cfg_path {oc.cfg_path!r}: dataset {d['name']!r} is also in tasks")
+    cc.oc_datasets = read["datasets"]
+    cc.oc_summarizer = read["summarizer"]
+    cc.opencompass = oc.model_copy(update={"cfg_path": str(cfg)})

@@ -191,6 +191,40 @@ def read_opencompass_config(path: str | Path, oc_root: str | None = None) -> dic
     return data
 
 
+def read_datasets_only(path: str | Path, max_out_len: int | None = None, oc_root: str | None = None) -> dict:
+    """The datasets and summarizer of an OpenCompass config for a model given elsewhere (a compression
+    config's `opencompass:` block: the model is the compressed one, as llmc overrides it). Returns
+    {datasets, summarizer, ignored}: `ignored` names the config's keys that do not apply (its models'
+    abbrs, work_dir, infer/eval) so the caller can say so. Prompts are a base model's (no meta
+    template); `max_out_len` stands in for the models' for a GenInferencer without its own."""
+    p = Path(path)
+    roots = configs_roots(oc_root)
+    try:
+        ns = run_config_file(p, roots)
+    except UnsupportedConfig:
+        raise
+    except Exception as e:
+        raise UnsupportedConfig(f"{p}: error while reading the config: {type(e).__name__}: {e}") from e
+    raw_datasets = [plain(d, f"datasets[{i}]") for i, d in enumerate(ns.get("datasets") or [])]
+    if not raw_datasets:
+        raise UnsupportedConfig(f"{p}: the config defines no `datasets`")
+    stand_in = [{"type": "HuggingFaceBaseModel", "max_out_len": max_out_len}]
+    ignored: dict[str, Any] = {}
+    models = ns.get("models") or []
+    if models:
+        ignored["models"] = [
+            str(m.get("abbr") or m.get("path") or i) if isinstance(m, dict) else str(i) for i, m in enumerate(models)
+        ]
+    for key in ("work_dir", "infer", "eval"):
+        if ns.get(key):
+            ignored[key] = str(ns[key]) if key == "work_dir" else "set"
+    return {
+        "datasets": datasets_entries(raw_datasets, stand_in),
+        "summarizer": check_summarizer(plain(ns["summarizer"], "summarizer")) if ns.get("summarizer") else None,
+        "ignored": ignored,
+    }
+
+
 def datasets_entries(raw_datasets: list[dict], raw_models: list[dict], where: str = "datasets") -> list[dict]:
     """Each OpenCompass dataset entry, checked now, as an lmgauge dataset entry (`opencompass`)."""
     needs_len = any(

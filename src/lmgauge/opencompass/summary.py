@@ -306,9 +306,10 @@ def write_files(texts: dict[str, str], paths: dict[str, Path]) -> list[Path]:
     return [paths[ext] for ext in texts]
 
 
-def run_summarizer(rundir: RunLayout) -> DefaultSummarizer | None:
+def run_summarizer(rundir: RunLayout, models: Sequence[str] | None = None) -> DefaultSummarizer | None:
     """The summarizer of a run directory's OpenCompass datasets (None when it has none): its
-    config from run.json, each dataset's result from results/<model>/<dataset>.json."""
+    config from run.json, each dataset's result from results/<model>/<dataset>.json. `models`:
+    the columns (default: run.json's models; a compression run's are its positions)."""
     from lmgauge.config import ModelConfig
 
     if not rundir.manifest.is_file():
@@ -326,7 +327,8 @@ def run_summarizer(rundir: RunLayout) -> DefaultSummarizer | None:
         evaluators[abbr] = short(entry["eval_cfg"]["evaluator"]["type"])
     if not datasets:
         return None
-    models = [ModelConfig.model_validate(m).name for m in config.get("models") or []]
+    if models is None:
+        models = [ModelConfig.model_validate(m).name for m in config.get("models") or []]
     results: dict[str, dict[str, dict]] = {}
     for model in models:
         for ds in datasets:
@@ -345,9 +347,9 @@ def run_summarizer(rundir: RunLayout) -> DefaultSummarizer | None:
     return DefaultSummarizer(models, datasets, results, s.get("dataset_abbrs"), s.get("summary_groups"))
 
 
-def write_run_summary(rundir: RunLayout, time_str: str) -> list[Path]:
+def write_run_summary(rundir: RunLayout, time_str: str, models: Sequence[str] | None = None) -> list[Path]:
     """summary/summary_<time_str>.{txt,csv,md} of a run with OpenCompass datasets; [] without."""
-    summarizer = run_summarizer(rundir)
+    summarizer = run_summarizer(rundir, models)
     if summarizer is None:
         return []
     table, raw_txt = summarizer.summarize()
