@@ -345,3 +345,60 @@ def test_stock_summarizer_file_with_wide_characters(tmp_path):
 
     assert {second_column_at(line) for line in table} == {first + 2}
     assert first == wcswidth("--------- 理解 Understanding ---------")  # the widest row, its CJK as two columns
+
+
+def test_summarizer_abbr_names_the_column(tmp_path):
+    """model_abbr_from_cfg_used_in_summarizer: a model's summarizer_abbr is its column (else its abbr);
+    two models with one summarizer_abbr share the column, the later one's results winning."""
+    cfg = read_config_file(
+        _write_models(
+            tmp_path,
+            "dict(type=HuggingFaceBaseModel, abbr='m1', summarizer_abbr='Model One', path='/models/a'),"
+            "dict(type=HuggingFaceBaseModel, abbr='m2', path='/models/b'),"
+            "dict(type=HuggingFaceBaseModel, abbr='m3', summarizer_abbr='Model One', path='/models/c')",
+        )
+    )
+    assert [m.get("summarizer_abbr") for m in cfg["models"]] == ["Model One", None, "Model One"]
+    cfg["summarizer"] = cfg.pop("opencompass_run")["summarizer"]
+    a, b = (d["name"] for d in cfg["datasets"])
+    run = make_run(tmp_path, cfg, {"m1": {a: (1, 4), b: (2, 4)}, "m2": {a: (3, 4)}, "m3": {b: (4, 4)}})
+    (csv_path,) = (p for p in write_run_summary(run, "20260101_120000") if p.suffix == ".csv")
+    rows = [line.split(",") for line in csv_path.read_text().splitlines()]
+    assert rows[0] == ["dataset", "version", "metric", "mode", "Model One", "m2"]
+    assert [r[4:] for r in rows[1:]] == [["25.00", "75.00"], ["100.00", "-"]]
+
+
+def _write_models(tmp_path: Path, models: str) -> Path:
+    p = tmp_path / "eval_abbr.py"
+    p.write_text(
+        HEADER + "with read_base():\n    from opencompass.configs.datasets.mmlu.mmlu_ppl_ac766d import mmlu_datasets\n"
+        f"datasets = mmlu_datasets[:2]\nmodels = [{models}]\n",
+        encoding="utf-8",
+    )
+    return p
+
+
+def test_mbpp_counts_and_score_as_opencompass_reports_them(tmp_path):
+    """MBPPEvaluator's result: pass / timeout / failed / wrong_answer counts and score = pass / n * 100;
+    the summary's row is `score` (METRIC_WHITELIST), the raw section the dict in its order."""
+    p = tmp_path / "eval_mbpp.py"
+    p.write_text(
+        HEADER + "with read_base():\n    from opencompass.configs.datasets.mbpp.mbpp_gen import mbpp_datasets\n"
+        "datasets = mbpp_datasets\n" + MODELS,
+        encoding="utf-8",
+    )
+    cfg = read_config_file(p)
+    cfg["summarizer"] = cfg.pop("opencompass_run")["summarizer"]
+    rd = RunDir.create(tmp_path / "work", "r")
+    rd.write_manifest({"format": 2, "run_id": "r", "started": "2026-01-01T00:00:00", "config": cfg})
+    outcomes = ["pass", "pass", "wrong_answer", "failed", "timeout", "failed", "pass"]
+    n = len(outcomes)
+    metrics = {k: {"value": outcomes.count(k) / n, "n": n} for k in ("pass", "timeout", "failed", "wrong_answer")}
+    metrics["score"] = metrics["pass"]
+    rd.write_results("m1", "mbpp", {"task": "mbpp", "n": n, "metrics": metrics})
+    (txt,) = (p for p in write_run_summary(rd, "20260101_120000") if p.suffix == ".txt")
+    text = txt.read_text()
+    assert f"mbpp: {{'pass': 3, 'timeout': 1, 'failed': 2, 'wrong_answer': 1, 'score': {3 / 7 * 100!r}}}" in text
+    (csv_path,) = (rd.root / "summary").glob("*.csv")
+    rows = [line.split(",") for line in csv_path.read_text().splitlines()]
+    assert rows[1][2:] == ["score", "gen", f"{3 / 7 * 100:.2f}", "-"]

@@ -55,6 +55,8 @@ class ModelConfig(BaseModel):
 
     backend: Literal["hf", "openai", "lightllm"] = "hf"
     abbr: str | None = None
+    # an OpenCompass model's summarizer_abbr: its column in OpenCompass' summary (else its name)
+    summarizer_abbr: str | None = None
     path: str  # hf: model folder or .gguf; served backends: defaults to api_url
     tokenizer_path: str | None = None
     gguf_file: str | None = None

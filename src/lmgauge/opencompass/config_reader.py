@@ -65,17 +65,28 @@ def _model_prompt(models: list[dict], datasets_need_it: bool) -> ModelPrompt:
     for m in models:
         t = short(m.get("type", "HuggingFaceBaseModel"))
         chat = t.endswith("withChatTemplate") or (t in ("OpenAI", "OpenAISDK"))
+        # LightllmAPI posts its generation_kwargs as they are: their max_new_tokens, whatever the dataset's
+        # max_out_len (models/lightllm_api.py)
+        fixed = (m.get("generation_kwargs") or {}).get("max_new_tokens") if t == "LightllmAPI" else None
         kinds.append(
-            (chat, m.get("meta_template") if not chat else None, m.get("max_out_len"), tuple(m.get("stop_words") or ()))
+            (
+                chat,
+                m.get("meta_template") if not chat else None,
+                m.get("max_out_len"),
+                tuple(m.get("stop_words") or ()),
+                fixed,
+            )
         )
     first = kinds[0]
     for i, k in enumerate(kinds[1:], 1):
-        if k[:2] != first[:2] or k[3] != first[3] or (datasets_need_it and k[2] != first[2]):
+        if k[:2] != first[:2] or k[3:] != first[3:] or (datasets_need_it and k[2] != first[2]):
             raise UnsupportedConfig(
                 f"models[{i}]: its prompt settings (chat template, meta_template, stop_words or max_out_len) differ "
                 "from models[0]'s; lmgauge builds one prompt per dataset: run such models in separate runs"
             )
-    return ModelPrompt(chat=first[0], meta_template=first[1], max_out_len=first[2], stop_words=first[3])
+    return ModelPrompt(
+        chat=first[0], meta_template=first[1], max_out_len=first[2], stop_words=first[3], max_new_tokens=first[4]
+    )
 
 
 def map_model(m: dict, where: str) -> dict:
@@ -84,19 +95,38 @@ def map_model(m: dict, where: str) -> dict:
     if t not in MODEL_TYPES:
         raise UnsupportedConfig(f"{where}.type: {t} is not supported (supported: {', '.join(MODEL_TYPES)})")
     out: dict[str, Any] = {}
-    for k in ("abbr", "path", "tokenizer_path", "max_seq_len", "max_out_len", "batch_size", "run_cfg"):
+    for k in (
+        "abbr",
+        "summarizer_abbr",
+        "path",
+        "tokenizer_path",
+        "max_seq_len",
+        "max_out_len",
+        "batch_size",
+        "run_cfg",
+    ):
         if m.get(k) is not None:
             out[k] = m[k]
     out["model_kwargs"] = dict(m.get("model_kwargs") or {})
     out["tokenizer_kwargs"] = dict(m.get("tokenizer_kwargs") or {})
     gk = dict(m.get("generation_kwargs") or {})
-    sampling = {k: v for k, v in gk.items() if not (k == "do_sample" and not v) and not (k == "num_beams" and v == 1)}
+    greedy_defaults = {"do_sample": False, "num_beams": 1, "ignore_eos": False}
+    sampling = {
+        k: v
+        for k, v in gk.items()
+        if not (k in greedy_defaults and v == greedy_defaults[k]) and not (t == "LightllmAPI" and k == "max_new_tokens")
+    }
     if sampling:
         raise UnsupportedConfig(f"{where}.generation_kwargs: {sampling} is not supported (greedy decoding only)")
     if t in SERVED:
         url = m.get("url") if t == "LightllmAPI" else m.get("openai_api_base")
         if not url:
             raise UnsupportedConfig(f"{where}: {t} needs {'url' if t == 'LightllmAPI' else 'openai_api_base'}")
+        if t == "LightllmAPI" and not gk.get("max_new_tokens"):
+            raise UnsupportedConfig(
+                f"{where}.generation_kwargs.max_new_tokens: missing; OpenCompass' LightllmAPI posts generation_kwargs "
+                "as they are (the dataset's max_out_len is not sent), so the server's own default would apply: give it"
+            )
         if isinstance(url, list):
             url = url[0]
         out["api_url"] = url

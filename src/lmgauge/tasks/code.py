@@ -51,6 +51,7 @@ class CodeTask(GenerationTask):
     ks: tuple[int, ...] = (1,)
     timeout_s: float = 10.0
     memory_mb: int = 1024
+    runs_programs = True  # prepare_sandbox checks the sandbox before any model work
 
     def settings(self) -> dict:
         return {**super().settings(), "program": self.program, "ks": list(self.ks), "timeout_s": self.timeout_s}
@@ -123,7 +124,8 @@ def prepare_sandbox(tasks: Iterable[Task], allow_weak: bool) -> dict[str, Any] |
     say what isolation the code tasks among `tasks` will get; SandboxUnavailable, naming them and
     what to do, where bwrap cannot start and the weaker fallback was not asked for."""
     allow_weak_isolation(allow_weak)
-    names = sorted(t.name for t in tasks if isinstance(t, CodeTask))
+    # CodeTask, or an OpenCompass dataset whose evaluator runs programs (HumanEval, MBPP)
+    names = sorted(t.name for t in tasks if getattr(t, "runs_programs", False))
     if not names:
         return None
     try:
