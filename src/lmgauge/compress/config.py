@@ -164,6 +164,28 @@ class OpenCompassSection(_Strict):
     max_out_len: int | None = Field(default=None, gt=0)  # lmgauge: for gen datasets without their own
 
 
+class ServedEndpoint(_Strict):
+    api_url: str
+    api_model: str | None = None  # default: the one model the server lists
+    api_key_env: str | None = None  # the variable holding the key (never the key itself)
+    kind: Literal["float", "fake-quant", "real-kernel"] | None = None  # default: pretrain float, others real-kernel
+
+
+class ServedSection(_Strict):
+    """lmgauge's: each position served over HTTP (compress/served_pair.py) instead of in-process."""
+
+    topk: int = Field(default=20, ge=2)  # prompt logprobs per position for the KL bound (vLLM's --max-logprobs)
+    pretrain: ServedEndpoint | None = None
+    transformed: ServedEndpoint | None = None
+    fake_quant: ServedEndpoint | None = None
+    fake_quant_wo_kv: ServedEndpoint | None = None
+
+    def endpoint(self, pos: str) -> ServedEndpoint:
+        ep = getattr(self, pos)
+        assert ep is not None, pos  # checked by CompressConfig
+        return ep
+
+
 class CompressConfig(_Strict):
     base: BaseSection = Field(default_factory=BaseSection)
     model: ModelSection
@@ -171,6 +193,7 @@ class CompressConfig(_Strict):
     quant: QuantSection | None = None
     save: SaveSection = Field(default_factory=SaveSection)
     opencompass: OpenCompassSection | None = None
+    served: ServedSection | None = None
     tasks: list[str | dict] = Field(default_factory=list)
     limit: int | None = Field(default=None, gt=0)
     num_fewshot: int | None = Field(default=None, ge=0)
@@ -182,6 +205,19 @@ class CompressConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> CompressConfig:
+        if self.served is not None:
+            missing = [p for p in self.eval.eval_pos if getattr(self.served, p) is None]
+            if missing:
+                raise ValueError(f"served: eval_pos {missing[0]} has no served.{missing[0]}: {{api_url: ...}}")
+            extra = [p for p in POSITIONS if getattr(self.served, p) is not None and p not in self.eval.eval_pos]
+            if extra:
+                raise ValueError(f"served.{extra[0]}: not in eval_pos")
+            if self.quant is not None or self.save.save_fake or self.save.save_trans:
+                raise ValueError(
+                    "served: the positions are the servers' models; quant / save apply to in-process runs "
+                    "(make the folder to serve with save_fake in a run without `served`)"
+                )
+            return self._something_to_do()
         fq = [p for p in self.eval.eval_pos if p.startswith("fake_quant")]
         if fq and self.quant is None and not self.save.save_path:
             raise ValueError(
@@ -191,6 +227,9 @@ class CompressConfig(_Strict):
             raise ValueError("save_fake needs a `quant` block to make the fake-quant model")
         if self.save.save_trans:
             raise ValueError("save_trans: RTN has no transformation to save (transformed == pretrain)")
+        return self._something_to_do()
+
+    def _something_to_do(self) -> CompressConfig:
         if not self.eval.names() and not self.tasks and self.opencompass is None:
             raise ValueError("nothing to evaluate: give eval.name (a perplexity corpus), tasks and/or opencompass")
         return self

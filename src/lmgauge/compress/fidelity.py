@@ -73,6 +73,9 @@ class TokenFidelity:
             "offset": np.concatenate([o[m] for o, m in zip(self.offset, keep)]),
         }
 
+    def summary(self) -> dict:
+        return summarize(self.arrays())
+
     def save(self, path) -> None:
         a = self.arrays()
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -63,6 +63,9 @@ class PositionModel:
     def paired(self) -> bool:
         return self._scorer is not None
 
+    def new_sink(self) -> TokenFidelity:
+        return TokenFidelity()
+
     def loglikelihood(
         self, requests: Sequence[LoglikelihoodRequest], on_result: OnResult | None = None
     ) -> list[LoglikelihoodResult]:

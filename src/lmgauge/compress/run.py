@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from lmgauge.compress.config import POSITION_KIND, CompressConfig
-from lmgauge.compress.fidelity import TokenFidelity, summarize
 from lmgauge.compress.positions import PositionModel, logits_of
 from lmgauge.data.sources import set_data_dir
 from lmgauge.models import build_model
+from lmgauge.models.base import ModelError
 from lmgauge.models.quant import FakeQuantized, QuantError, plan_layers, quantize_model
 from lmgauge.runs.manifest import Manifest
 from lmgauge.runs.plan import TaskSpec, plan_tasks
@@ -177,7 +177,7 @@ class CompressionRun:
         try:
             for spec in self.specs:
                 task = spec.build(self.rc.models[0].name)
-                model.sink = TokenFidelity() if model.paired and _is_windows_ppl(task) else None
+                model.sink = model.new_sink() if model.paired and _is_windows_ppl(task) else None
                 t1 = time.perf_counter()
                 try:
                     samples, info = run_task(model, task, spec, self.rundir, self.progress)
@@ -189,7 +189,7 @@ class CompressionRun:
                 info["position"] = {"name": pos, "kind": model.info["kind"], "model": self.cc.abbr}
                 if model.sink is not None:
                     model.sink.save(fidelity_path(self.rundir, model.name, task.name))
-                    info["fidelity"] = summarize(model.sink.arrays())
+                    info["fidelity"] = model.sink.summary()
                     info["fidelity"]["reference"] = self.cc.position_name("pretrain")
                 self.rundir.write_results(model.name, task.name, info)
                 self.manifest.task_done(model.name, task.name, {"status": "done", "n": info["n"]})
@@ -264,6 +264,8 @@ class CompressionRun:
                 ppl["verdict"] = "within noise" if noise else ("worse" if r["value"] > 0 else "better")
             out["same_top"] = fid["same_top"]["value"]
             out["kl_mean"] = fid["kl"]["mean"]
+            if "kl_bound" in fid:  # a served pair's KL: a lower bound from top-k, said beside it
+                out["kl_mean_is"] = "a lower bound (top-k)"
         return out
 
     def _compare_group(self, group: str, pos: str, info: dict) -> dict:
@@ -303,8 +305,50 @@ class CompressionRun:
         return res.to_dict()
 
 
+class ServedPairRun(CompressionRun):
+    """The positions served over HTTP (`served:`): nothing is loaded here; pretrain's server is the
+    reference of the others' perplexity windows (KL as a lower bound from top-k)."""
+
+    def run(self) -> RunDir:
+        from lmgauge.compress.served_pair import connect
+
+        positions = sorted(self.cc.eval.eval_pos, key=ORDER.__getitem__)
+        self.served: dict[str, Any] = {}
+        status = "done"
+        try:
+            for pos in positions:
+                try:
+                    self.served[pos], load_s = connect(self.cc, pos)
+                except ModelError as e:
+                    log.error("position %s: %s", pos, e)
+                    self.positions[pos] = {"status": "failed", "error": str(e)}
+                    status = "done (a position failed)"
+                    continue
+                self._run_position(pos, None, load_s)
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            self.progress.stop()
+            self._compare_all(positions)
+            self.manifest.finish(status)
+        return self.rundir
+
+    def _position(self, pos: str, hf: Any) -> tuple[Any, Any]:
+        from lmgauge.compress.served_pair import ServedPosition
+
+        assert self.cc.served is not None
+        ep = self.cc.served.endpoint(pos)
+        kind = ep.kind or ("float" if pos == "pretrain" else "real-kernel")
+        info: dict[str, Any] = {"position": pos, "kind": kind, "served": ep.api_url}
+        reference = self.served.get("pretrain") if pos != "pretrain" else None
+        return ServedPosition(self.served[pos], self.cc.position_name(pos), info, reference, self.cc.served.topk), None
+
+
 def run_compression(cc: CompressConfig, run_id: str | None = None, progress: Progress | None = None) -> RunDir:
-    run = CompressionRun(cc, run_id, progress)
+    run: CompressionRun = (
+        ServedPairRun(cc, run_id, progress) if cc.served is not None else CompressionRun(cc, run_id, progress)
+    )
     rundir = run.run()
     write_json_atomic(rundir.root / "compression.json", compression_summary(run))
     return rundir
