@@ -1,12 +1,16 @@
 """`lmgauge perf --api-url` against `vllm bench serve`, side by side on one server in one run.
 
 Both send random prompts of the same token lengths (each tool its own random tokens), the same
-number, at the same concurrency, greedy with EOS ignored, one warm-up request each; the runs
-alternate (vllm, lmgauge, vllm, lmgauge, ...) so drift in a loaded machine hits both. Printed: each
-run's request throughput, TTFT, TPOT, ITL, E2EL and output tokens, and lmgauge / vLLM ratios of the
-medians over rounds. Pass: throughput and mean TTFT within 10%, output tokens equal.
+number, at the same concurrency, greedy with EOS ignored, one warm-up request each. First
+`--warmup-rounds` untimed runs of the same workload by both tools (a server's first run after start
+can differ from every later one: llama-cpp-python's does, see docs/perf.md); then `--rounds` paired
+rounds, each both tools back to back, the one that goes first alternating (vllm first in round 1,
+lmgauge in round 2, ...), so drift hits both sides of a pair and neither always runs on the warmer
+server. Printed: each run's request throughput, TTFT, TPOT, ITL, E2EL and output tokens, each
+round's lmgauge / vLLM ratio, and the median of those paired ratios. Pass: the median paired ratio
+of request throughput and of mean TTFT within 10% of 1, output tokens equal in every round.
 
-  python benchmarks/perf_vs_vllm.py --server vllm     [--rounds 2] [--input-len 128] [--output-len 32]
+  python benchmarks/perf_vs_vllm.py --server vllm     [--rounds 4] [--warmup-rounds 1] [--input-len 128] [--output-len 32]
   python benchmarks/perf_vs_vllm.py --server llamacpp                       # same client: vLLM's
   python benchmarks/perf_vs_vllm.py --url http://127.0.0.1:8000 --model NAME --tokenizer DIR [--uuid-request-ids]
 
@@ -116,7 +120,8 @@ def main() -> int:
     ap.add_argument("--num-prompts", type=int, default=40)
     ap.add_argument("--max-concurrency", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=4, help="paired rounds (both tools each), first tool alternating")
+    ap.add_argument("--warmup-rounds", type=int, default=1, help="untimed runs of the workload by both tools first")
     ap.add_argument("--json", help="write all runs and ratios here")
     ap.add_argument(
         "--uuid-request-ids",
@@ -142,34 +147,51 @@ def main() -> int:
             url, model = a.url.rstrip("/"), a.model
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="perf_vs_vllm_")))
         runs: dict[str, list[dict]] = {"vllm": [], "lmgauge": []}
+
+        def one(tool: str, name: str) -> dict:
+            if tool == "vllm":
+                return run_vllm_bench(url, model, tok, a, tmp / f"{name}.json")
+            return run_lmgauge(url, tok, a, tmp, name)
+
+        for k in range(a.warmup_rounds):  # not counted: the server's first runs after start
+            for tool in ("vllm", "lmgauge"):
+                w = one(tool, f"warmup_{tool}_{k}")
+                print(f"warm-up {k + 1}: {tool} {w['request_throughput']:.3f} req/s (not counted)", file=sys.stderr)
         for k in range(a.rounds):
-            runs["vllm"].append(run_vllm_bench(url, model, tok, a, tmp / f"vllm_{k}.json"))
-            print(f"round {k + 1}: vllm bench serve done", file=sys.stderr)
-            runs["lmgauge"].append(run_lmgauge(url, tok, a, tmp, f"lmgauge_{k}"))
-            print(f"round {k + 1}: lmgauge perf done", file=sys.stderr)
+            order = ("vllm", "lmgauge") if k % 2 == 0 else ("lmgauge", "vllm")
+            for tool in order:
+                runs[tool].append(one(tool, f"{tool}_{k}"))
+                print(f"round {k + 1}: {tool} done (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
     print(
         f"server {a.server or url}; {a.num_prompts} prompts, {a.input_len} in / {a.output_len} out, "
-        f"concurrency {a.max_concurrency}, {a.rounds} alternating rounds; load average {os.getloadavg()[0]:.1f}"
+        f"concurrency {a.max_concurrency}; {a.warmup_rounds} warm-up round(s), {a.rounds} paired rounds "
+        f"(vllm first in odd rounds, lmgauge in even); load average {os.getloadavg()[0]:.1f}"
     )
+    n = a.rounds
     print(
-        f"| metric | {' | '.join(f'vllm r{k + 1}' for k in range(a.rounds))} | "
-        f"{' | '.join(f'lmgauge r{k + 1}' for k in range(a.rounds))} | lmgauge / vllm (medians) |"
+        f"| metric | {' | '.join(f'vllm r{k + 1}' for k in range(n))} | "
+        f"{' | '.join(f'lmgauge r{k + 1}' for k in range(n))} | "
+        f"{' | '.join(f'ratio r{k + 1}' for k in range(n))} | median paired ratio |"
     )
-    print("|" + " --- |" * (2 * a.rounds + 2))
+    print("|" + " --- |" * (3 * n + 2))
     ratios = {}
     for key in KEYS:
         v = [r.get(key) for r in runs["vllm"]]
         g = [r.get(key) for r in runs["lmgauge"]]
-        if all(isinstance(x, (int, float)) for x in v + g) and statistics.median(v):
-            ratios[key] = statistics.median(g) / statistics.median(v)
+        paired = [
+            x / y if isinstance(x, (int, float)) and isinstance(y, (int, float)) and y else None for x, y in zip(g, v)
+        ]
+        if paired and all(p is not None for p in paired):
+            ratios[key] = statistics.median(p for p in paired if p is not None)
         cells = " | ".join(f"{x:.4g}" if isinstance(x, (int, float)) else str(x) for x in v + g)
-        print(f"| {key} | {cells} | {ratios.get(key, float('nan')):.3f} |")
+        pcells = " | ".join(f"{p:.3f}" if p is not None else "-" for p in paired)
+        print(f"| {key} | {cells} | {pcells} | {ratios.get(key, float('nan')):.3f} |")
     ok = (
         abs(ratios.get("request_throughput", 0) - 1) <= 0.10
         and abs(ratios.get("mean_ttft_ms", 0) - 1) <= 0.10
         and [r["total_output_tokens"] for r in runs["vllm"]] == [r["total_output_tokens"] for r in runs["lmgauge"]]
     )
-    print("PASS" if ok else "FAIL", "(throughput and mean TTFT within 10%, output tokens equal)")
+    print("PASS" if ok else "FAIL", "(median paired throughput and mean TTFT ratios within 10%, output tokens equal)")
     if a.json:
         Path(a.json).write_text(json.dumps({"args": vars(a), "runs": runs, "ratios": ratios}, indent=2, default=str))
     return 0 if ok else 1
