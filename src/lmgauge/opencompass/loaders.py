@@ -29,6 +29,14 @@ LOCAL_FOLDERS = {
     "opencompass/humaneval": "humaneval/human-eval-v2-20210705.jsonl",
     "opencompass/mbpp": "mbpp/mbpp.jsonl",
     "opencompass/sanitized_mbpp": "mbpp/sanitized-mbpp.jsonl",
+    # choice_loaders.py
+    "opencompass/ai2_arc-test": "ARC/ARC-c/ARC-Challenge-Test.jsonl",
+    "opencompass/ai2_arc-dev": "ARC/ARC-c/ARC-Challenge-Dev.jsonl",
+    "opencompass/ai2_arc-easy-dev": "ARC/ARC-e/ARC-Easy-Dev.jsonl",
+    "opencompass/hellaswag": "hellaswag/hellaswag.jsonl",
+    "opencompass/winogrande": "winogrande",
+    "opencompass/piqa": "piqa",
+    "opencompass/boolq": "SuperGLUE/BoolQ/val.jsonl",
 }
 
 

@@ -110,6 +110,8 @@ class PromptTemplate:
     def _pick(self, label: Hashable | None) -> Any:
         if isinstance(self.template, str) or self.prompt_type == "meta":
             return self.template
+        if label not in self.template and str(label) in self.template:
+            label = str(label)  # the config's int keys (`{0: ..., 1: ...}`) are strings after reading
         if label not in self.template:
             raise KeyError(f"the template has no prompt for label {label!r} (it has {list(self.template)})")
         return self.template[label]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmgauge.data import DataError
+from lmgauge.opencompass.choice_loaders import CHOICE_LOADER_KEYS, CHOICE_LOADERS
 from lmgauge.opencompass.loaders import LOADER_KEYS, LOADERS, partial
 from lmgauge.opencompass.postprocess import CODE_EVALUATORS, EVALUATORS, POSTPROCESSORS, mbpp_process_answer
 from lmgauge.opencompass.prompts import (
@@ -29,6 +30,8 @@ from lmgauge.scoring.aggregate import metric_summary
 from lmgauge.tasks.base import Doc, Task
 
 INFERENCERS = ("PPLInferencer", "GenInferencer")
+DATASET_LOADERS = {**LOADERS, **CHOICE_LOADERS}
+DATASET_LOADER_KEYS = {**LOADER_KEYS, **CHOICE_LOADER_KEYS}
 RETRIEVERS = ("ZeroRetriever", "FixKRetriever", "RandomRetriever")
 
 
@@ -91,8 +94,8 @@ class OpenCompassTask(Task):
 
     def __post_init__(self) -> None:
         e, w = self.entry, self.where
-        self.dataset_type = _check_type(_need(e, "type", w), tuple(LOADERS), f"{w}.type")
-        self.loader_kwargs = {k: e[k] for k in LOADER_KEYS.get(self.dataset_type, ()) if k in e}
+        self.dataset_type = _check_type(_need(e, "type", w), tuple(DATASET_LOADERS), f"{w}.type")
+        self.loader_kwargs = {k: e[k] for k in DATASET_LOADER_KEYS.get(self.dataset_type, ()) if k in e}
         self.path = str(_need(e, "path", w))
         reader = _need(e, "reader_cfg", w)
         self.input_columns = reader.get("input_columns")
@@ -221,7 +224,7 @@ class OpenCompassTask(Task):
         return {"sandbox": sandbox_summary(samples)}
 
     def load(self) -> tuple[list[Doc], str]:
-        splits, where = LOADERS[self.dataset_type](self.path, **self.loader_kwargs)
+        splits, where = DATASET_LOADERS[self.dataset_type](self.path, **self.loader_kwargs)
         for split in (self.train_split, self.test_split):
             if split not in splits:
                 raise DataError(f"{where}: no {split!r} split (it has {', '.join(splits)}) for {self.where}.reader_cfg")
