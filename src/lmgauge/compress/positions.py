@@ -44,20 +44,58 @@ def window_ids(hf: Any):
     return windows
 
 
-class PositionModel:
-    """A LanguageModel named `<abbr>@<position>`; GPTQ-window perplexity through the paired pass
-    when a reference is given and `sink` is set (the runner sets it per perplexity task)."""
+class Position:
+    """A LanguageModel named `<abbr>@<position>` answering through `inner`, the backend it wraps.
+    When the position is paired with a reference and `sink` is set (the runner sets it per
+    perplexity task), disjoint perplexity windows go through `_paired_rolling` instead, which also
+    fills the sink; subclasses say how."""
 
-    def __init__(self, hf: Any, name: str, info: dict, reference: Logits | None = None) -> None:
-        self.hf = hf
+    def __init__(self, inner: Any, name: str, info: dict) -> None:
+        self.inner = inner
         self.name = name
         self.info = info
-        self.sink: TokenFidelity | None = None
-        self._scorer = PairedWindowScorer(window_ids(hf), reference, logits_of(hf)) if reference else None
+        self.sink: Any = None
 
     @property
     def stats(self) -> TokenStats:
-        return self.hf.stats
+        return self.inner.stats
+
+    @property
+    def paired(self) -> bool:
+        return False
+
+    def new_sink(self) -> TokenFidelity:
+        raise NotImplementedError(f"{type(self).__name__} is not paired")
+
+    def _paired_rolling(self, requests: Sequence[RollingRequest], on_result: OnResult | None) -> list[RollingResult]:
+        raise NotImplementedError(f"{type(self).__name__} is not paired")
+
+    def loglikelihood(
+        self, requests: Sequence[LoglikelihoodRequest], on_result: OnResult | None = None
+    ) -> list[LoglikelihoodResult]:
+        return self.inner.loglikelihood(requests, on_result)
+
+    def loglikelihood_rolling(
+        self, requests: Sequence[RollingRequest], on_result: OnResult | None = None
+    ) -> list[RollingResult]:
+        if self.paired and self.sink is not None and all(r.style == "disjoint" for r in requests):
+            return self._paired_rolling(requests, on_result)
+        return self.inner.loglikelihood_rolling(requests, on_result)
+
+    def generate(self, requests: Sequence[GenerateRequest], on_result: OnResult | None = None) -> list[GenerateResult]:
+        return self.inner.generate(requests, on_result)
+
+    def describe(self) -> dict:
+        return {**self.inner.describe(), "name": self.name, **self.info}
+
+
+class PositionModel(Position):
+    """An in-process position (`inner` is an HFModel); paired with the float model's logits
+    through `fidelity.PairedWindowScorer` when a reference is given."""
+
+    def __init__(self, hf: Any, name: str, info: dict, reference: Logits | None = None) -> None:
+        super().__init__(hf, name, info)
+        self._scorer = PairedWindowScorer(window_ids(hf), reference, logits_of(hf)) if reference else None
 
     @property
     def paired(self) -> bool:
@@ -66,20 +104,6 @@ class PositionModel:
     def new_sink(self) -> TokenFidelity:
         return TokenFidelity()
 
-    def loglikelihood(
-        self, requests: Sequence[LoglikelihoodRequest], on_result: OnResult | None = None
-    ) -> list[LoglikelihoodResult]:
-        return self.hf.loglikelihood(requests, on_result)
-
-    def loglikelihood_rolling(
-        self, requests: Sequence[RollingRequest], on_result: OnResult | None = None
-    ) -> list[RollingResult]:
-        if self._scorer is not None and self.sink is not None and all(r.style == "disjoint" for r in requests):
-            return self._scorer.score(requests, self.sink, on_result, self.hf.stats)
-        return self.hf.loglikelihood_rolling(requests, on_result)
-
-    def generate(self, requests: Sequence[GenerateRequest], on_result: OnResult | None = None) -> list[GenerateResult]:
-        return self.hf.generate(requests, on_result)
-
-    def describe(self) -> dict:
-        return {**self.hf.describe(), "name": self.name, **self.info}
+    def _paired_rolling(self, requests: Sequence[RollingRequest], on_result: OnResult | None) -> list[RollingResult]:
+        assert self._scorer is not None and self.sink is not None
+        return self._scorer.score(requests, self.sink, on_result, self.inner.stats)

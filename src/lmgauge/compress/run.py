@@ -76,6 +76,8 @@ class CompressionRun:
         self.samples: dict[tuple[str, str], list[dict]] = {}  # (position, task) -> samples
         self.results: dict[tuple[str, str], dict] = {}
         self.fq: FakeQuantized | None = None
+        self.hf: Any = None  # the float model, loaded by _start (an HFModel; its torch module is transformed in place)
+        self.load_s = 0.0
 
     # --- positions ----------------------------------------------------------------------------
 
@@ -137,24 +139,36 @@ class CompressionRun:
 
     # --- the run ------------------------------------------------------------------------------
 
-    def run(self) -> RunDir:
+    # A position that cannot run is said and the others go on; these exceptions mean that.
+    position_errors: tuple[type[Exception], ...] = (FileNotFoundError, ValueError)
+
+    def _start(self) -> None:
+        """Load the float model once (every in-process position wraps it) and refuse a scheme that
+        cannot apply to it before any work."""
         t0 = time.perf_counter()
-        hf: Any = build_model(self.rc.models[0])  # an HFModel: its torch module is transformed in place
-        load_s = time.perf_counter() - t0
+        self.hf = build_model(self.rc.models[0])
+        self.load_s = time.perf_counter() - t0
         if self.cc.quant is not None:
-            try:  # a scheme that cannot apply to this model: refused before any work
-                plan_layers(hf.model, self.cc.quant.scheme())
+            try:
+                plan_layers(self.hf.model, self.cc.quant.scheme())
             except QuantError as e:
                 self.manifest.set_extra("error", str(e))
                 self.manifest.finish("failed")
                 raise
+
+    def _open_position(self, pos: str, first: bool) -> tuple[Any, float]:
+        """(the float model to wrap, load seconds to record) for one position."""
+        return self.hf, self.load_s if first else 0.0
+
+    def run(self) -> RunDir:
+        self._start()
         positions = sorted(self.cc.eval.eval_pos, key=ORDER.__getitem__)
         status = "done"
         try:
-            for pos in positions:
+            for i, pos in enumerate(positions):
                 try:
-                    self._run_position(pos, hf, load_s if pos == positions[0] else 0.0)
-                except (FileNotFoundError, ValueError) as e:  # one position that cannot run: said, others go on
+                    self._run_position(pos, *self._open_position(pos, i == 0))
+                except self.position_errors as e:
                     log.error("position %s: %s", pos, e)
                     self.positions[pos] = {"status": "failed", "error": str(e)}
                     status = "done (a position failed)"
@@ -309,30 +323,16 @@ class ServedPairRun(CompressionRun):
     """The positions served over HTTP (`served:`): nothing is loaded here; pretrain's server is the
     reference of the others' perplexity windows (KL as a lower bound from top-k)."""
 
-    def run(self) -> RunDir:
+    position_errors = (ModelError,)  # a server that cannot serve the pair
+
+    def _start(self) -> None:
+        self.served: dict[str, Any] = {}
+
+    def _open_position(self, pos: str, first: bool) -> tuple[Any, float]:
         from lmgauge.compress.served_pair import connect
 
-        positions = sorted(self.cc.eval.eval_pos, key=ORDER.__getitem__)
-        self.served: dict[str, Any] = {}
-        status = "done"
-        try:
-            for pos in positions:
-                try:
-                    self.served[pos], load_s = connect(self.cc, pos)
-                except ModelError as e:
-                    log.error("position %s: %s", pos, e)
-                    self.positions[pos] = {"status": "failed", "error": str(e)}
-                    status = "done (a position failed)"
-                    continue
-                self._run_position(pos, None, load_s)
-        except KeyboardInterrupt:
-            status = "interrupted"
-            raise
-        finally:
-            self.progress.stop()
-            self._compare_all(positions)
-            self.manifest.finish(status)
-        return self.rundir
+        self.served[pos], load_s = connect(self.cc, pos)
+        return None, load_s
 
     def _position(self, pos: str, hf: Any) -> tuple[Any, Any]:
         from lmgauge.compress.served_pair import ServedPosition

@@ -26,19 +26,15 @@ from typing import Any
 import numpy as np
 
 from lmgauge.compress.fidelity import TokenFidelity, summarize
+from lmgauge.compress.positions import Position
 from lmgauge.compress.topk_kl import topk_kl
 from lmgauge.models.base import ModelError, OnResult
 from lmgauge.models.http_client import BadAnswer, Session
 from lmgauge.models.openai_api import TOKEN_ID_KEY, OpenAIModel, _echo_logprobs
 from lmgauge.models.served_prompts import ScoredPrompt, rolling_prompts
 from lmgauge.requests import (
-    GenerateRequest,
-    GenerateResult,
-    LoglikelihoodRequest,
-    LoglikelihoodResult,
     RollingRequest,
     RollingResult,
-    TokenStats,
 )
 
 log = logging.getLogger(__name__)
@@ -133,21 +129,15 @@ class TopkFidelity(TokenFidelity):
         tmp.replace(path)
 
 
-class ServedPosition:
-    """A position answered by a server; perplexity windows paired with the reference server's
-    top-k when a reference is given and `sink` is set (the runner sets it per perplexity task)."""
+class ServedPosition(Position):
+    """A position answered by a server (`inner` is an OpenAIModel); perplexity windows paired with
+    the reference server's top-k when a reference is given."""
 
     def __init__(self, served: OpenAIModel, name: str, info: dict, reference: OpenAIModel | None, k: int) -> None:
+        super().__init__(served, name, info)
         self.served = served
-        self.name = name
-        self.info = info
         self.reference = reference
         self.k = k
-        self.sink: TopkFidelity | None = None
-
-    @property
-    def stats(self) -> TokenStats:
-        return self.served.stats
 
     @property
     def paired(self) -> bool:
@@ -156,20 +146,12 @@ class ServedPosition:
     def new_sink(self) -> TopkFidelity:
         return TopkFidelity(k=self.k)
 
-    def loglikelihood(
-        self, requests: Sequence[LoglikelihoodRequest], on_result: OnResult | None = None
-    ) -> list[LoglikelihoodResult]:
-        return self.served.loglikelihood(requests, on_result)
-
-    def loglikelihood_rolling(
-        self, requests: Sequence[RollingRequest], on_result: OnResult | None = None
-    ) -> list[RollingResult]:
-        if self.reference is None or self.sink is None or not all(r.style == "disjoint" for r in requests):
-            return self.served.loglikelihood_rolling(requests, on_result)
+    def _paired_rolling(self, requests: Sequence[RollingRequest], on_result: OnResult | None) -> list[RollingResult]:
         tok = self.served.tokenizer
         if tok is None or not self.served.token_prompts:
             raise ModelError("the served pair's perplexity windows need token-id prompts (model.path's tokenizer)")
         ref, sink, k = self.reference, self.sink, self.k
+        assert ref is not None and isinstance(sink, TopkFidelity)
         out = []
         for i, r in enumerate(requests):
             prompts, n_tokens = rolling_prompts(tok, r)
@@ -185,12 +167,6 @@ class ServedPosition:
                 on_result(i, res)
         self.served.stats.requests += len(requests)
         return out
-
-    def generate(self, requests: Sequence[GenerateRequest], on_result: OnResult | None = None) -> list[GenerateResult]:
-        return self.served.generate(requests, on_result)
-
-    def describe(self) -> dict:
-        return {**self.served.describe(), "name": self.name, **self.info}
 
 
 def connect(cc: Any, pos: str) -> tuple[OpenAIModel, float]:
