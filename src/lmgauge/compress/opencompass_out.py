@@ -11,13 +11,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from lmgauge.compress.config import CompressConfig
 from lmgauge.opencompass.summary import render, run_summarizer, write_files
-from lmgauge.runs.rundir import RunDir, safe_name
+from lmgauge.opencompass.workdir import OpenCompassWorkDir, write_json
+from lmgauge.runs.rundir import RunDir
 
 
 def prediction_record(sample: dict[str, Any]) -> dict[str, Any]:
@@ -51,8 +51,8 @@ def write_opencompass_outputs(rundir: RunDir, cc: CompressConfig, positions: lis
         return written
     from lmgauge.report.load import load_run
 
-    out = Path(cc.opencompass.output_path).expanduser() / time_str
-    written += write_files(texts, {e: out / "summary" / f"summary_{time_str}.{e}" for e in ("txt", "csv", "md")})
+    out = OpenCompassWorkDir(Path(cc.opencompass.output_path).expanduser() / time_str)
+    written += write_files(texts, out.summaries(time_str))
     run = load_run(rundir.root)
     for model in models:
         for d in cc.oc_datasets:
@@ -60,12 +60,6 @@ def write_opencompass_outputs(rundir: RunDir, cc: CompressConfig, positions: lis
             result = summarizer.results.get(model, {}).get(abbr)
             if result is None:
                 continue
-            res_file = out / "results" / safe_name(model) / f"{abbr}.json"
-            res_file.parent.mkdir(parents=True, exist_ok=True)
-            res_file.write_text(json.dumps(result, indent=4, ensure_ascii=False), encoding="utf-8")
             records = {str(i): prediction_record(s) for i, s in enumerate(run.answered(model, abbr))}
-            pred_file = out / "predictions" / safe_name(model) / f"{abbr}.json"
-            pred_file.parent.mkdir(parents=True, exist_ok=True)
-            pred_file.write_text(json.dumps(records, indent=4, ensure_ascii=False), encoding="utf-8")
-            written += [res_file, pred_file]
+            written += [write_json(out.results(model, abbr), result), write_json(out.predictions(model, abbr), records)]
     return written

@@ -17,14 +17,14 @@ prediction record is PPLInferencer's (`origin_prompt`, `label: <L>` with `testin
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from lmgauge.opencompass.summary import render, write_files
+from lmgauge.opencompass.workdir import OpenCompassWorkDir, write_json
 from lmgauge.report.export_common import letter
 from lmgauge.report.load import LoadedRun
-from lmgauge.runs.rundir import safe_name
 
 OC_NAMES = {"acc": "accuracy"}
 
@@ -67,33 +67,6 @@ def summary_table(run: LoadedRun) -> list[list[str]]:
     return table
 
 
-def _tabulate(table: list[list[str]]) -> str:
-    """tabulate's default ('simple') layout with the first row as headers; numbers right-aligned."""
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-
-    def is_num(s: str) -> bool:
-        try:
-            float(s)
-            return True
-        except ValueError:
-            return False
-
-    numeric = [all(is_num(r[i]) or r[i] == "-" for r in table[1:]) and len(table) > 1 for i in range(len(widths))]
-
-    def line(r: list[str]) -> str:
-        return "  ".join(c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-
-    return "\n".join([line(table[0]), "  ".join("-" * w for w in widths)] + [line(r) for r in table[1:]])
-
-
-def _md(table: list[list[str]]) -> str:
-    out = "| " + " | ".join(table[0]) + " |\n"
-    out += "|" + " | ".join("-----" for _ in table[0]) + "|\n"
-    for r in table[1:]:
-        out += "| " + " | ".join(r) + " |\n"
-    return out
-
-
 def _raw(run: LoadedRun) -> str:
     lines = []
     for model in run.models():
@@ -129,34 +102,13 @@ def _prediction_record(sample: dict[str, Any]) -> dict[str, Any]:
 
 def export_opencompass(run: LoadedRun, out: Path, time_str: str | None = None) -> list[Path]:
     time_str = time_str or datetime.now().strftime("%Y%m%d_%H%M%S")
-    written = []
     table = summary_table(run)
-    summary = out / "summary"
-    summary.mkdir(parents=True, exist_ok=True)
-    md = _md(table)
-    bar = "^" * 128
-    end = "$" * 128
-    divider = "-" * 128 + " THIS IS A DIVIDER " + "-" * 128
-    text = (
-        f"{time_str}\ntabulate format\n{bar}\n{_tabulate(table)}\n{end}\n\n{divider}\n\n"
-        f"csv format\n{bar}\n" + "\n".join(",".join(r) for r in table) + f"\n{end}\n\n"
-        f"markdown format\n{bar}\n{md}\n{end}\n{divider}\n\nraw format\n{bar}\n{_raw(run)}\n{end}\n"
-    )
-    paths = {ext: summary / f"summary_{time_str}.{ext}" for ext in ("txt", "csv", "md")}
-    paths["txt"].write_text(text, encoding="utf-8")
-    csv_rows = [[c.replace(",", " ") for c in r] for r in table]
-    paths["csv"].write_text("\n".join(",".join(r) for r in csv_rows) + "\n", encoding="utf-8")
-    paths["md"].write_text(md, encoding="utf-8")
-    written += list(paths.values())
+    out_dir = OpenCompassWorkDir(out)
+    written = write_files(render(table, _raw(run), time_str), out_dir.summaries(time_str))
     for model in run.models():
-        folder = out / "predictions" / safe_name(model)
         for task in run.tasks(model):
             samples = run.answered(model, task)
-            if not samples:
-                continue
-            folder.mkdir(parents=True, exist_ok=True)
-            records = {str(i): _prediction_record(s) for i, s in enumerate(samples)}
-            path = folder / f"{task}.json"
-            path.write_text(json.dumps(records, indent=4, ensure_ascii=False), encoding="utf-8")
-            written.append(path)
+            if samples:
+                records = {str(i): _prediction_record(s) for i, s in enumerate(samples)}
+                written.append(write_json(out_dir.predictions(model, task), records))
     return written
