@@ -161,6 +161,9 @@ def test_token_budget_batches():
         assert len(b) == 1 or max(lengths[i] for i in b) * len(b) <= 100
     assert batches[0][0] == 1  # longest first
     assert all(len(b) <= 2 for b in token_budget_batches(lengths, 10_000, max_rows=2))
+    # packed rows cost their summed length, not rows x longest
+    packed = list(token_budget_batches(lengths, 100, packed=True))
+    assert packed == [[1, 4], [2, 3, 0, 5]]  # 50 + 49 = 99; 20 + 20 + 5 + 1 = 46
 
 
 def test_generate_matches_unbatched_greedy(tiny_model):

@@ -84,11 +84,11 @@ def test_generate_with_stop_string(smollm2):
 def test_prefix_reuse_equals_plain_path_on_mmlu(smollm2):
     """Shared-prefix KV reuse (the default) against whole-row forwards: max |delta| <= 1e-4 over a
     few hundred real requests, identical predictions, and far fewer tokens forwarded. The suffix rows
-    see the prefix the default way (prefix_attention auto: per-row copies; the cascade is checked
-    against them below)."""
+    see the prefix the default way (prefix_attention auto: packed; the other ways are checked
+    against per-row copies below)."""
     from lmgauge.scoring.metrics import acc_pred
 
-    assert smollm2.prefix_attention == "copies"
+    assert smollm2.prefix_attention == "packed"
 
     plan = [
         ("mmlu_astronomy", {}, 20),
@@ -123,9 +123,11 @@ def test_prefix_reuse_equals_plain_path_on_mmlu(smollm2):
     assert fast_tokens < 0.5 * plain_tokens
 
 
-def test_cascade_attention_equals_per_row_prefix_copies_on_mmlu(smollm2):
-    """The two shared-prefix paths on real MMLU 5-shot prompts (one with ~1,900-token prefixes):
-    the cascade (one stored prefix KV) against a per-row copy of it, |delta| <= 1e-4, same answers."""
+@pytest.mark.parametrize("way", ["cascade", "packed"])
+def test_one_stored_prefix_equals_per_row_prefix_copies_on_mmlu(smollm2, way):
+    """The shared-prefix paths on real MMLU 5-shot prompts (one with ~1,900-token prefixes): the
+    cascade and packed rows (one stored prefix KV) against a per-row copy of it, |delta| <= 1e-4,
+    same answers; packed computes exactly the tokens it forwards, copies pad."""
     from lmgauge.scoring.metrics import acc_pred
 
     reqs, spans = [], []
@@ -136,16 +138,26 @@ def test_cascade_attention_equals_per_row_prefix_copies_on_mmlu(smollm2):
             r = task.requests(d, i)
             spans.append((len(reqs), len(r)))
             reqs += r
-    assert smollm2.prefix_reuse and smollm2.prefix_attention == "copies"
-    copies = smollm2.loglikelihood(reqs)
+    assert smollm2.prefix_reuse and smollm2.prefix_attention == "packed"
+    stats = smollm2.stats
+    tokens = {}
     try:
-        smollm2.prefix_attention = smollm2._prefix_attention_way("cascade")
-        cascade = smollm2.loglikelihood(reqs)
+        out = {}
+        for w in ("copies", way):
+            smollm2.prefix_attention = smollm2._prefix_attention_way(w)
+            before = stats.forwarded, stats.computed
+            out[w] = smollm2.loglikelihood(reqs)
+            tokens[w] = stats.forwarded - before[0], stats.computed - before[1]
     finally:
-        smollm2.prefix_attention = "copies"
-    assert max(abs(a.logprob - b.logprob) for a, b in zip(copies, cascade)) <= 1e-4
-    assert [a.is_greedy for a in copies] == [b.is_greedy for b in cascade]
+        smollm2.prefix_attention = "packed"
+    copies, fast = out["copies"], out[way]
+    assert max(abs(a.logprob - b.logprob) for a, b in zip(copies, fast)) <= 1e-4
+    assert [a.is_greedy for a in copies] == [b.is_greedy for b in fast]
     for start, n in spans:
         assert acc_pred([r.logprob for r in copies[start : start + n]]) == acc_pred(
-            [r.logprob for r in cascade[start : start + n]]
+            [r.logprob for r in fast[start : start + n]]
         )
+    assert tokens[way][0] == tokens["copies"][0]
+    assert tokens["copies"][1] > tokens["copies"][0]
+    if way == "packed":
+        assert tokens[way][1] == tokens[way][0]

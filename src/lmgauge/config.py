@@ -65,8 +65,9 @@ class ModelConfig(BaseModel):
     max_out_len: int = Field(default=DEFAULT_MAX_OUT_LEN, gt=0)
     batch_size: int | None = Field(default=None, gt=0)
     token_budget: int | None = Field(default=None, gt=0)
-    # how suffix rows attend to a shared prefix's KV cache (models/prefix_attention.py); auto: copies
-    prefix_attention: Literal["auto", "cascade", "copies"] = "auto"
+    # how suffix rows attend to a shared prefix's KV cache (models/prefix_attention.py); auto:
+    # packed where it is exact, else copies
+    prefix_attention: Literal["auto", "packed", "cascade", "copies"] = "auto"
     dtype: str = "auto"
     device: str = "auto"
     bos: Literal["never", "always", "tokenizer"] = "never"

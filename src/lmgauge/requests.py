@@ -111,12 +111,14 @@ class TokenStats:
     """What a run forwarded through the model; kept by the engine, reported in run.json."""
 
     forwarded: int = 0  # tokens actually run through the model
+    computed: int = 0  # positions the model computed: forwarded plus the padding of padded batches
     naive: int = 0  # tokens a per-request run (lm-eval) would forward for the same requests
     scored: int = 0  # tokens whose logprob was read
     requests: int = 0
 
     def add(self, other: TokenStats) -> None:
         self.forwarded += other.forwarded
+        self.computed += other.computed
         self.naive += other.naive
         self.scored += other.scored
         self.requests += other.requests

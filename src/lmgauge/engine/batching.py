@@ -5,22 +5,26 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 
-def token_budget_batches(lengths: Sequence[int], token_budget: int, max_rows: int | None = None) -> Iterator[list[int]]:
-    """Yield lists of indices, longest first, so that rows x longest row <= token_budget.
+def token_budget_batches(
+    lengths: Sequence[int], token_budget: int, max_rows: int | None = None, packed: bool = False
+) -> Iterator[list[int]]:
+    """Yield lists of indices, longest first, so that rows x longest row <= token_budget (packed:
+    the rows' summed length <= token_budget, as they are computed without padding).
 
     Longest first: the first batch is the most expensive one, so a budget that is too large
     fails at once rather than after an hour.
     """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batch: list[int] = []
-    width = 0
+    total = 0  # summed length of the batch's rows
     for i in order:
-        new_width = max(width, lengths[i])
+        # longest first: the batch's first row is its widest
+        cost = total + lengths[i] if packed else lengths[batch[0] if batch else i] * (len(batch) + 1)
         full = max_rows is not None and len(batch) >= max_rows
-        if batch and (full or new_width * (len(batch) + 1) > token_budget):
+        if batch and (full or cost > token_budget):
             yield batch
-            batch, new_width = [], lengths[i]
+            batch, total = [], 0
         batch.append(i)
-        width = new_width
+        total += lengths[i]
     if batch:
         yield batch

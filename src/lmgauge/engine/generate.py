@@ -79,7 +79,8 @@ def _decode_batch(
     while live:
         logits, cache = model.decode_step(step_ids, mask, positions, cache)
         if stats is not None:
-            stats.forwarded += int(step_ids.numel())
+            stats.forwarded += int(step_ids.numel())  # left-padded prompts: padding included
+            stats.computed += int(step_ids.numel())
         nxt = _next_tokens(logits, reqs, live, generators, [len(t) for t in tokens], model.eos_token_id)
         keep = []
         for b, k in enumerate(live):
@@ -144,6 +145,7 @@ def generate_until(
         state = model.prefix_state(prompts[group.rows[0]][:p])
         if stats is not None:
             stats.forwarded += p
+            stats.computed += p
         for batch in token_budget_batches([budget[i] for i in group.rows], model.token_budget, model.batch_size):
             idx = [group.rows[k] for k in batch]
             rows = [prompts[i][p:] for i in idx]

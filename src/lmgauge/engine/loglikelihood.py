@@ -106,24 +106,30 @@ def score_pairs(
         scores = model.score_rows([rows[r] for r in batch], [row_targets[r] for r in batch])
         if stats is not None:
             stats.forwarded += sum(len(rows[r]) for r in batch)
+            stats.computed += len(batch) * max(len(rows[r]) for r in batch)  # right-padded rows
             stats.scored += sum(len(row_targets[r]) for r in batch)
         for r, row_scores in zip(batch, scores):
             deliver(r, row_scores)
 
+    packed = getattr(model, "packs_suffixes", False)
     for group in groups:
         p = group.prefix_len
         state = model.prefix_state(rows[group.rows[0]][:p])
         if stats is not None:
             stats.forwarded += p
-        # each row of a batch holds its own copy of the prefix's KV cache: prefix + suffix count
-        # against the token budget
-        for batch in token_budget_batches([len(rows[r]) for r in group.rows], model.token_budget, rows_cap):
+            stats.computed += p
+        # packed: a batch's suffixes are one row after the single stored prefix, their summed
+        # length is the budget; else each row holds its own copy of the prefix's KV cache and
+        # prefix + suffix count against it
+        lengths = [len(rows[r]) - p if packed else len(rows[r]) for r in group.rows]
+        for batch in token_budget_batches(lengths, model.token_budget, rows_cap, packed=packed):
             batch = [group.rows[k] for k in batch]
             suffixes = [rows[r][p:] for r in batch]
             targets = [[(pos - p, tok) for pos, tok in row_targets[r]] for r in batch]
             scores = model.score_rows_after_prefix(state, p, suffixes, targets)
             if stats is not None:
                 stats.forwarded += sum(len(s) for s in suffixes)
+                stats.computed += sum(len(s) for s in suffixes) if packed else len(suffixes) * max(map(len, suffixes))
                 stats.scored += sum(len(t) for t in targets)
             for r, row_scores in zip(batch, scores):
                 deliver(r, row_scores)

@@ -32,6 +32,8 @@ class TokenModel(Protocol):
         ...
 
     prefix_reuse: bool  # share the KV cache of common prompt prefixes
+    # (optional) packs_suffixes: score_rows_after_prefix computes its rows packed, without padding,
+    # so a batch is budgeted by the rows' summed length
 
     def prefix_state(self, prefix: Sequence[int]) -> Any:
         """KV cache of one token prefix."""

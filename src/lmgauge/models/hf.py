@@ -69,7 +69,7 @@ def auto_token_budget(config, device: str, dtype_bytes: int, width: int = 2048) 
     return max(256, min(cap, int(free * MEMORY_SHARE / per_token)))
 
 
-PREFIX_ATTENTION_WAYS = ("auto", "cascade", "copies")
+PREFIX_ATTENTION_WAYS = ("auto", "packed", "cascade", "copies")
 
 
 class HFModel:
@@ -226,21 +226,29 @@ class HFModel:
         return out
 
     def _prefix_attention_way(self, asked: str) -> str:
-        """How suffix rows see a shared prefix: "cascade" attends to its one stored KV cache
-        (models/prefix_attention.py), "copies" expands it to a cache per row (any architecture).
+        """How suffix rows see a shared prefix (models/prefix_attention.py): "packed" puts a batch's
+        suffixes in one row after the one stored prefix KV (no copies, no padding), "cascade"
+        attends padded rows to that one KV, "copies" expands it to a cache per row (any architecture).
 
-        "auto" is copies: on the real MMLU 5-shot suffix batches (benchmarks/prefix_attention_bench.py)
-        the cascade costs 1.14x the CPU time of copies (a few long rows per batch: the copies are
-        cheap next to the fused SDPA kernel they buy); it wins only with many short rows, and is
-        unmeasured on CUDA.
+        "auto" is packed where it is exact (the cascade's architectures), else copies: on the real
+        MMLU 5-shot suffix batches (benchmarks/prefix_attention_bench.py) packed costs less CPU time
+        than copies and computes no padding; the cascade costs 1.14x copies (its attention is
+        unfused matmuls).
         """
-        if asked == "cascade" and not prefix_attention_mod.supports_cascade(self.model):
+        if asked in ("cascade", "packed", "auto") and not prefix_attention_mod.supports_cascade(self.model):
+            if asked == "auto":
+                return "copies"
             archs = getattr(self.model.config, "architectures", None) or [type(self.model).__name__]
             raise ModelError(
-                f"prefix_attention 'cascade' is exact only for {', '.join(sorted(prefix_attention_mod.CASCADE_ARCHITECTURES))} "
+                f"prefix_attention {asked!r} is exact only for {', '.join(sorted(prefix_attention_mod.CASCADE_ARCHITECTURES))} "
                 f"without sliding windows or logit softcapping; this model is {', '.join(archs)}"
             )
-        return "cascade" if asked == "cascade" else "copies"
+        return "packed" if asked == "auto" else asked
+
+    @property
+    def packs_suffixes(self) -> bool:
+        """Suffix batches are one packed row: the engine budgets them by their summed length."""
+        return self.prefix_attention == "packed"
 
     def prefix_state(self, prefix: Sequence[int]):
         """KV cache of one shared prefix (batch of 1)."""
@@ -256,6 +264,8 @@ class HFModel:
         """score_rows for rows that all continue the prefix held in `state`; target positions are
         relative to the suffix start."""
         torch = self._torch
+        if self.prefix_attention == "packed":
+            return self._score_packed_after_prefix(state, prefix_len, rows, targets)
         ids, own = self._right_padded(rows)
         n, width = ids.shape
         positions = torch.arange(prefix_len, prefix_len + width).unsqueeze(0).expand(n, -1).to(self.device)
@@ -281,6 +291,30 @@ class HFModel:
                 **{self._cache_arg: cache},
             ).last_hidden_state
         return self._score_hidden(hidden, targets)
+
+    def _score_packed_after_prefix(self, state, prefix_len: int, rows, targets):
+        """All rows in one packed row after the prefix, each with its own positions; targets are
+        read back at each row's offset in the packed row."""
+        torch = self._torch
+        pa = prefix_attention_mod
+        lengths = [len(r) for r in rows]
+        starts = [0]
+        for n in lengths[:-1]:
+            starts.append(starts[-1] + n)
+        ids = torch.tensor([[tok for r in rows for tok in r]], device=self.device)
+        positions = torch.tensor([[prefix_len + i for n in lengths for i in range(n)]], device=self.device)
+        kv = pa.prefix_kv(state)
+        packed = pa.PackedSuffixes(kv, pa.suffix_chunks(lengths, kv[0][0].dtype, self.device))
+        with torch.inference_mode(), pa.attention_on(self.model, pa.PACKED):
+            hidden = self._decoder(
+                input_ids=ids, position_ids=positions, use_cache=False, **{pa.PACKED_KWARG: packed}
+            ).last_hidden_state
+        flat = self._score_hidden(hidden, [[(at + p, tok) for at, t in zip(starts, targets) for p, tok in t]])[0]
+        out, at = [], 0
+        for t in targets:
+            out.append(flat[at : at + len(t)])
+            at += len(t)
+        return out
 
     def expand_state(self, state, n: int, room: int = 0):
         """A fresh cache holding the prefix in `state` (None: nothing) for n rows. With `room`

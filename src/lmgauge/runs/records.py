@@ -63,6 +63,7 @@ class TokenCounts(Record):
     would forward for the same requests."""
 
     forwarded: int = 0
+    computed: int = 0  # positions computed: forwarded plus the padding of padded batches
     per_request_baseline: int = 0
     scored: int = 0
     requests: int = 0

@@ -193,7 +193,9 @@ def run_shard(
 
 def _counts(model: LanguageModel) -> TokenCounts:
     s = model.stats
-    return TokenCounts(forwarded=s.forwarded, per_request_baseline=s.naive, scored=s.scored, requests=s.requests)
+    return TokenCounts(
+        forwarded=s.forwarded, computed=s.computed, per_request_baseline=s.naive, scored=s.scored, requests=s.requests
+    )
 
 
 def _where() -> dict[str, Any]:
