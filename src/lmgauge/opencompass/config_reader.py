@@ -289,7 +289,10 @@ def dataset_abbr(d: dict) -> str:
     return abbr.replace("/", "_")
 
 
-def build_task(name: str, spec: dict) -> OpenCompassTask:
+def build_task(name: str, spec: dict, max_seq_len: int | None = None) -> OpenCompassTask:
+    """The task of a dataset entry; `max_seq_len`: the model's, when the task is built for one."""
     mp = ModelPrompt(**{**spec.get("model_prompt", {})})
     mp.stop_words = tuple(mp.stop_words)
-    return OpenCompassTask(name=name, entry=spec["entry"], where=spec.get("where", name), model_prompt=mp)
+    return OpenCompassTask(
+        name=name, entry=spec["entry"], where=spec.get("where", name), model_prompt=mp, max_seq_len=max_seq_len
+    )

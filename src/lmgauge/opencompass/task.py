@@ -11,6 +11,7 @@ dataset_postprocessor on the reference, and the evaluator's per-sample compariso
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,33 @@ INFERENCERS = ("PPLInferencer", "GenInferencer")
 DATASET_LOADERS = {**LOADERS, **CHOICE_LOADERS}
 DATASET_LOADER_KEYS = {**LOADER_KEYS, **CHOICE_LOADER_KEYS}
 RETRIEVERS = ("ZeroRetriever", "FixKRetriever", "RandomRetriever")
+
+
+TokenCounter = Callable[[PromptType, "dict | None", str], int]
+
+
+def opencompass_token_counter(model: Any, chat: bool) -> tuple[TokenCounter | None, str]:
+    """get_token_len_from_template of OpenCompass' HF models, with the worker model's tokenizer:
+    a base model counts `tokenizer(text, add_special_tokens=True)` of the parsed prompt, a chat
+    model the tokenizer's chat template with the generation prompt. (None, why) for a served model
+    (OpenCompass' API models estimate tokens from words and CJK characters, not reproduced) or a
+    model without a tokenizer."""
+    from lmgauge.models.served import ServedModel
+
+    if isinstance(model, ServedModel):
+        return None, "is served (OpenCompass' API models estimate tokens their own way, not reproduced)"
+    tok = getattr(model, "tokenizer", None)
+    if tok is None:
+        return None, "has no local tokenizer"
+
+    def count(prompt: PromptType, meta_template: dict | None, mode: str) -> int:
+        if chat:
+            messages = [{"role": r, "content": c} for r, c in chat_messages(prompt)]
+            ids = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
+            return len(ids["input_ids"])
+        return len(tok(lm_parse(prompt, meta_template, mode), add_special_tokens=True)["input_ids"])
+
+    return count, ""
 
 
 class UnsupportedConfig(ValueError):
@@ -89,8 +117,13 @@ class OpenCompassTask(Task):
     entry: dict
     where: str = "datasets[0]"
     model_prompt: ModelPrompt = field(default_factory=ModelPrompt)
+    # the model's own max_seq_len, as OpenInferTask hands it to every inferencer (the dataset
+    # inferencer's is replaced): in-context examples are dropped while a prompt is longer
+    max_seq_len: int | None = None
     _train: list[dict] = field(default_factory=list, init=False, repr=False)
     _ice_ids: list[list[int]] = field(default_factory=list, init=False, repr=False)
+    _count_tokens: TokenCounter | None = field(default=None, init=False, repr=False)
+    _fitted: dict[int, Any] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         e, w = self.entry, self.where
@@ -257,8 +290,9 @@ class OpenCompassTask(Task):
         k = int(self.retr["ice_num"])
         return [np.random.choice(len(self._train), k, replace=False).tolist() for _ in range(n_test)]
 
-    def _ice(self, doc_id: int) -> PromptType:
-        shots = [self._train[i] for i in self._ice_ids[doc_id]]
+    def _ice(self, doc_id: int, ice_ids: list[int] | None = None) -> PromptType:
+        ids = self._ice_ids[doc_id] if ice_ids is None else ice_ids
+        shots = [self._train[i] for i in ids]
         return generate_ice(
             shots, self.output_column, self.ice_template, self.retr["ice_separator"], self.retr["ice_eos_token"]
         )
@@ -289,17 +323,72 @@ class OpenCompassTask(Task):
             raise UnsupportedConfig(f"{self.where}.infer_cfg.ice_template.ice_token: missing")
         return self.ice_template
 
+    def count_tokens_with(self, model: Any) -> None:
+        """The worker's model, whose tokenizer counts prompt tokens as OpenCompass' get_token_len
+        does; without one (or without max_seq_len) no in-context example is dropped."""
+        self._fitted.clear()
+        self._count_tokens = None
+        if not self.max_seq_len or not any(self._ice_ids):
+            return
+        self._count_tokens, why = opencompass_token_counter(model, self.model_prompt.chat)
+        if self._count_tokens is None:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "%s: model %s %s: in-context examples are not dropped at max_seq_len=%d "
+                "(OpenCompass drops them while a prompt is longer)",
+                self.name,
+                getattr(model, "name", "?"),
+                why,
+                self.max_seq_len,
+            )
+
+    def _too_long(self, prompt: PromptType, mode: str) -> bool:
+        assert self._count_tokens is not None and self.max_seq_len is not None
+        return self._count_tokens(prompt, self.model_prompt.meta_template, mode) > self.max_seq_len
+
+    def _label_ice_ids(self, doc: Doc, doc_id: int) -> dict[Any, list[int]]:
+        """PPLInferencer step 5.1: label by label, the last in-context example dropped while the
+        label's prompt is longer than max_seq_len; the shortened list carries over to the next
+        labels (OpenCompass shortens ice_idx_list[idx] in place), so an earlier label may keep more."""
+        if doc_id not in self._fitted:
+            ids, tp, out = list(self._ice_ids[doc_id]), self._template_for_prompt(), {}
+            for label in self.labels():
+                if self._count_tokens is not None:
+                    while ids and self._too_long(
+                        tp.generate_label_prompt_item(doc, self._ice(doc_id, ids), label), "ppl"
+                    ):
+                        ids = ids[:-1]
+                out[label] = ids
+            self._fitted[doc_id] = out
+        return self._fitted[doc_id]
+
     def label_prompts(self, doc: Doc, doc_id: int) -> list[tuple[Any, str]]:
-        tp, ice = self._template_for_prompt(), self._ice(doc_id)
+        tp = self._template_for_prompt()
+        fitted = self._label_ice_ids(doc, doc_id) if self._count_tokens is not None else None
         out = []
         for label in self.labels():
+            ice = self._ice(doc_id, fitted[label] if fitted is not None else None)
             p = tp.generate_label_prompt_item(doc, ice, label)
             out.append((label, lm_parse(p, self.model_prompt.meta_template, "ppl")))
         return out
 
+    def shots_used(self, doc_id: int) -> Any:
+        """The in-context example ids each prompt of the doc kept (after dropping at max_seq_len)."""
+        return self._fitted.get(doc_id, self._ice_ids[doc_id] if doc_id < len(self._ice_ids) else [])
+
     def gen_prompt(self, doc: Doc, doc_id: int) -> PromptType:
+        """GenInferencer.get_generation_prompt_list_from_retriever_indices, max_seq_len included."""
         tp = self._template_for_prompt()
-        return tp.generate_item(doc, self.output_column, "", self._ice(doc_id))
+        if self._count_tokens is None:
+            return tp.generate_item(doc, self.output_column, "", self._ice(doc_id))
+        ids = self._fitted.get(doc_id, list(self._ice_ids[doc_id]))
+        prompt = tp.generate_item(doc, self.output_column, "", self._ice(doc_id, ids))
+        while ids and self._too_long(prompt, "gen"):
+            ids = ids[:-1]
+            prompt = tp.generate_item(doc, self.output_column, "", self._ice(doc_id, ids))
+        self._fitted[doc_id] = ids
+        return prompt
 
     def requests(self, doc: Doc, doc_id: int) -> list:
         if self.inferencer == "PPLInferencer":
@@ -337,6 +426,9 @@ class OpenCompassTask(Task):
             record["finish_reason"] = results[0].finish_reason
             if results[0].prompt is not None:
                 record["rendered_prompt"] = results[0].prompt
+        if self._count_tokens is not None and any(self._ice_ids):  # fitted to max_seq_len: what each prompt kept
+            used = self.shots_used(doc_id)
+            record["ice_ids"] = {str(k): v for k, v in used.items()} if isinstance(used, dict) else used
         pred = self._post(self.pred_post, raw_pred)
         gold_raw = doc.get(self.output_column) if self.output_column else None
         gold = self._post(self.gold_post, gold_raw) if gold_raw is not None else None

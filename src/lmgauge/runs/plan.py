@@ -69,6 +69,7 @@ def plan_tasks(cfg: RunConfig) -> list[TaskSpec]:
     specs: list[TaskSpec] = []
     seen: set[str] = set()
     budgets = {m.name: m.max_out_len for m in cfg.models}
+    seq_lens = {m.name: m.max_seq_len for m in cfg.models}
     no_shots: list[str] = []
     for ds in cfg.datasets:
         limit = ds.limit if ds.limit is not None else cfg.limit
@@ -80,7 +81,8 @@ def plan_tasks(cfg: RunConfig) -> list[TaskSpec]:
             seen.add(ds.name)
 
             def build_entry(_model: str, n: str = ds.name, entry: Any = ds.opencompass) -> Task:
-                return build_oc_task(n, entry)  # the same task whatever the model: its entry sets the budget
+                # its entry sets the budget; the model's max_seq_len is where in-context examples drop
+                return build_oc_task(n, entry, max_seq_len=seq_lens.get(_model))
 
             specs.append(TaskSpec(ds.name, None, {}, limit, build_entry))
             continue

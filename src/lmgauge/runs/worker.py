@@ -122,6 +122,9 @@ def run_shard(
     """Answers the docs of the shard that the journal lacks; returns the shard's marker."""
     t0 = time.perf_counter()
     docs, where = task.load()
+    bind = getattr(task, "count_tokens_with", None)  # OpenCompass tasks: prompts fitted to max_seq_len
+    if bind is not None:
+        bind(model)
     n_available = len(docs)
     if spec.limit is not None:
         docs = docs[: spec.limit]
