@@ -1,5 +1,5 @@
-"""ARC, HellaSwag, Winogrande, PIQA and BoolQ from OpenCompass' on-disk layout, as its loaders read
-them (opencompass/datasets/{arc,hellaswag,winogrande,piqa,boolq}.py, 0.5.4): the same columns in
+"""ARC, HellaSwag, Winogrande, PIQA, BoolQ, CMMLU, LAMBADA and TriviaQA from OpenCompass' on-disk layout, as its loaders read
+them (opencompass/datasets/{arc,hellaswag,winogrande,piqa,boolq,cmmlu,lambada,triviaqa}.py, 0.5.4): the same columns in
 the same order, the same rows (ARC drops questions without exactly four choices), the same label
 mappings. A loader that returns one Dataset in OpenCompass gives it as both train and test here,
 as its DatasetReader does. A file that is not in the layout fails naming the file and line.
@@ -7,6 +7,7 @@ as its DatasetReader does. A file that is not in the layout fails naming the fil
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -303,6 +304,78 @@ def load_boolq_v3(path: str, **_: object) -> tuple[Splits, str]:
     return _one(rows), str(file)
 
 
+# --- CMMLU ---
+
+CMMLU_LAYOUT = "<path>/{dev,test}/<name>.csv, a header row, then 7 columns: index, question, A, B, C, D, answer"
+
+
+def load_cmmlu(path: str, name: str = "", **_: object) -> tuple[Splits, str]:
+    """CMMLUDataset: splits dev and test from <path>/<split>/<name>.csv; the header row skipped,
+    every row 7 columns (its assert), the index column dropped."""
+    folder = _find(
+        path,
+        f"OpenCompass CMMLU {name}",
+        lambda f: all((f / s / f"{name}.csv").is_file() for s in ("dev", "test")),
+        CMMLU_LAYOUT,
+    )
+    splits: Splits = {}
+    for split in ("dev", "test"):
+        file = folder / split / f"{name}.csv"
+        with open(file, encoding="utf-8", newline="") as f:
+            reader = csv.reader(f)
+            if next(reader, None) is None:
+                raise DataError(f"{file}: empty (no header row; {CMMLU_LAYOUT})")
+            rows = []
+            for n, row in enumerate(reader, 2):
+                if len(row) != 7:
+                    raise DataError(f"{file}: line {n}: expected 7 columns ({CMMLU_LAYOUT}), got {len(row)}")
+                rows.append(dict(zip(("question", "A", "B", "C", "D", "answer"), row[1:])))
+        splits[split] = rows
+    return splits, str(folder)
+
+
+# --- LAMBADA ---
+
+
+def load_lambada(path: str, **_: object) -> tuple[Splits, str]:
+    """lambadaDataset: each line of test.jsonl as it is (the stock config reads `prompt`, `label`),
+    a DatasetDict with the test split only."""
+    file = _find(path, "OpenCompass LAMBADA", Path.is_file, 'lambada/test.jsonl, one {"prompt", "label"} a line')
+    return {"test": [d for _, d in _lines(file)]}, str(file)
+
+
+# --- TriviaQA ---
+
+TRIVIAQA_LAYOUT = "<path>/trivia-{dev,test}.qa.csv: tab-separated, a question and a Python list of answers a line"
+
+
+def load_triviaqa(path: str, **_: object) -> tuple[Splits, str]:
+    """TriviaQADataset: splits dev and test; `answer` the list of answers (test: its first answer
+    only, a string, as OpenCompass keeps it). The list is read with ast.literal_eval where
+    OpenCompass uses eval: a line that is not a literal fails naming it."""
+    import ast
+
+    names = ("trivia-dev.qa.csv", "trivia-test.qa.csv")
+    folder = _find(path, "OpenCompass TriviaQA", lambda f: all((f / x).is_file() for x in names), TRIVIAQA_LAYOUT)
+    splits: Splits = {}
+    for split in ("dev", "test"):
+        file = folder / f"trivia-{split}.qa.csv"
+        rows = []
+        with open(file, encoding="utf-8") as f:
+            for n, row in enumerate(csv.reader(f, delimiter="\t"), 1):
+                if len(row) != 2:
+                    raise DataError(
+                        f"{file}: line {n}: expected 2 tab-separated columns ({TRIVIAQA_LAYOUT}), got {len(row)}"
+                    )
+                try:
+                    answers = ast.literal_eval(row[1])
+                except (ValueError, SyntaxError):
+                    raise DataError(f"{file}: line {n}: the answers {row[1][:60]!r} are not a Python list") from None
+                rows.append({"question": row[0], "answer": answers[0] if split == "test" else answers})
+        splits[split] = rows
+    return splits, str(folder)
+
+
 CHOICE_LOADERS: dict[str, Callable[..., tuple[Splits, str]]] = {
     "ARCDataset": load_arc,
     "HellaswagDataset": load_hellaswag,
@@ -317,5 +390,8 @@ CHOICE_LOADERS: dict[str, Callable[..., tuple[Splits, str]]] = {
     "BoolQDataset": load_boolq,
     "BoolQDatasetV2": load_boolq_v2,
     "BoolQDatasetV3": load_boolq_v3,
+    "CMMLUDataset": load_cmmlu,
+    "lambadaDataset": load_lambada,
+    "TriviaQADataset": load_triviaqa,
 }
-CHOICE_LOADER_KEYS = {"ARCDataset": ("name",), "BoolQDataset": ("data_files", "split")}
+CHOICE_LOADER_KEYS = {"ARCDataset": ("name",), "BoolQDataset": ("data_files", "split"), "CMMLUDataset": ("name",)}

@@ -37,6 +37,9 @@ LOCAL_FOLDERS = {
     "opencompass/winogrande": "winogrande",
     "opencompass/piqa": "piqa",
     "opencompass/boolq": "SuperGLUE/BoolQ/val.jsonl",
+    "opencompass/cmmlu": "cmmlu",
+    "opencompass/lambada": "lambada/test.jsonl",
+    "opencompass/trivia_qa": "triviaqa",
 }
 
 

@@ -227,12 +227,35 @@ def em_correct(pred: Any, gold: Any) -> bool:
     return p in [general_postprocess(str(r)) for r in refs] or p in refs
 
 
+def lambada_correct(pred: Any, gold: Any) -> bool:
+    """LambadaEvaluator: the prediction's first word, cut at its first punctuation mark, equal to
+    the reference after general_postprocess."""
+    import string
+
+    word = str(pred).strip().split(" ")[0]
+    word = re.split(f"[{string.punctuation}]", word)[0]
+    return general_postprocess(word) == general_postprocess(str(gold))
+
+
+def triviaqa_correct(pred: Any, gold: Any) -> bool:
+    """TriviaQAEvaluator: the first line, lowercased, after the last 'answer is' / 'a:' / 'answer:',
+    general_postprocess'ed; correct when any normalized answer is a substring of it (a string gold,
+    the test split's, is iterated character by character, as OpenCompass does)."""
+    p = str(pred).strip().split("\n")[0].lower()
+    for marker in ("answer is", "a:", "answer:"):
+        p = p.split(marker)[-1]
+    p = general_postprocess(p.strip())
+    return any(general_postprocess(str(c)).lower() in p for c in gold)
+
+
 # evaluator -> (metric name OpenCompass reports, per-sample correctness)
 EVALUATORS: dict[str, tuple[str, Callable[[Any, Any], bool]]] = {
     "AccEvaluator": ("accuracy", acc_correct),
     "AccwithDetailsEvaluator": ("accuracy", acc_correct),
     "Gsm8kEvaluator": ("accuracy", gsm8k_correct),
     "EMEvaluator": ("score", em_correct),
+    "LambadaEvaluator": ("accuracy", lambada_correct),
+    "TriviaQAEvaluator": ("score", triviaqa_correct),
 }
 # evaluators that run the model's program in lmgauge's sandbox (opencompass/code_eval.py) -> the
 # metrics OpenCompass' result dict holds, in its order

@@ -58,7 +58,7 @@ def evaluator_score(evaluator: str, correct: int, n: int, metric: str = "") -> f
     """The number OpenCompass' evaluator reports for `correct` of `n`, with its arithmetic."""
     if evaluator == "MBPPEvaluator" and metric != "score":
         return correct  # its pass / timeout / failed / wrong_answer are counts
-    if evaluator == "Gsm8kEvaluator":
+    if evaluator in ("Gsm8kEvaluator", "LambadaEvaluator"):  # 100 * k / n (Lambada's 100.0 * k / n: the same float)
         return 100 * correct / n
     return correct / n * 100  # AccEvaluator (sklearn's mean, x100), AccwithDetailsEvaluator, EMEvaluator
 
