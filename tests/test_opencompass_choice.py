@@ -478,3 +478,33 @@ def test_triviaqa_gen_rows_prompt_and_evaluator(tmp_path):
             t.load()
     finally:
         set_data_dir(None)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ARC_c_ppl_a450bd",
+        "ARC_c_gen_1e0de5",
+        "ARC_e_ppl_a450bd",
+        "hellaswag_ppl_47bff9",
+        "hellaswag_gen_6faab5",
+        "hellaswag_ppl_a6e128",
+        "winogrande_gen_458220",
+        "winogrande_ppl_55a66e",
+        "piqa_ppl_1cf9f0",
+        "piqa_gen_1194eb",
+        "SuperGLUE_BoolQ_ppl_314b96",
+        "SuperGLUE_BoolQ_gen_883d50",
+        "cmmlu_ppl_8b9c76",
+        "lambada_gen_217e11",
+        "triviaqa_gen_2121ce",
+    ],
+)
+def test_version_hash_of_the_new_types_reproduced(name):
+    """Each stock config name's suffix is OpenCompass' get_prompt_hash of its entries (int label
+    keys included: json.dumps writes them as strings, as lmgauge reads them)."""
+    from lmgauge.opencompass.names import dataset_configs
+    from lmgauge.opencompass.version import version
+
+    _, entries = dataset_configs(name)
+    assert version(entries) == name.rsplit("_", 1)[1]
