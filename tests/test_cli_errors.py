@@ -63,10 +63,10 @@ def test_unknown_task_exits_2_with_suggestion_before_loading_a_model(tmp_path, c
 
 def test_unknown_task_in_a_group_list_and_mode_suffix(tmp_path, capsys, no_model_load):
     rc = main(
-        ["run", "--datasets", "mmlu_astronomy", "hellaswag_gen", "--hf-path", str(tmp_path), "-w", str(tmp_path / "o")]
+        ["run", "--datasets", "mmlu_astronomy", "boolq_gen", "--hf-path", str(tmp_path), "-w", str(tmp_path / "o")]
     )
     err = capsys.readouterr().err
-    assert rc == 2 and "'hellaswag' has no 'gen' variant" in err and "Traceback" not in err
+    assert rc == 2 and "'boolq' has no 'gen' variant" in err and "Traceback" not in err
 
 
 def test_missing_model_path_names_it_without_traceback(tmp_path, capsys):

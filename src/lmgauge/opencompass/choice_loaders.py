@@ -126,6 +126,22 @@ def load_hellaswag_v3(path: str, **_: object) -> tuple[Splits, str]:
     return _one(rows), str(file)
 
 
+def load_hellaswag_ice(path: str, **_: object) -> tuple[Splits, str]:
+    """HellaswagDatasetwithICE: a folder; train from hellaswag_train_sampled25.jsonl, val from
+    hellaswag.jsonl, both as _V2 (ctx after the first ': ', label the gold letter)."""
+    names = {"train": "hellaswag_train_sampled25.jsonl", "val": "hellaswag.jsonl"}
+    folder = _find(
+        path,
+        "OpenCompass HellaSwag (with ICE)",
+        lambda f: all((f / x).is_file() for x in names.values()),
+        "a folder with hellaswag_train_sampled25.jsonl and hellaswag.jsonl, {query, choices, gold} a line",
+    )
+    splits: Splits = {}
+    for split, name in names.items():
+        splits[split] = load_hellaswag_v2(str(folder / name))[0]["test"]
+    return splits, str(folder)
+
+
 # --- Winogrande ---
 
 WINOGRANDE_LAYOUT = (
@@ -381,6 +397,7 @@ CHOICE_LOADERS: dict[str, Callable[..., tuple[Splits, str]]] = {
     "HellaswagDataset": load_hellaswag,
     "HellaswagDataset_V2": load_hellaswag_v2,
     "HellaswagDataset_V3": load_hellaswag_v3,
+    "HellaswagDatasetwithICE": load_hellaswag_ice,
     "WinograndeDataset": load_winogrande,
     "WinograndeDatasetV2": load_winogrande_v2,
     "WinograndeDatasetV3": load_winogrande_v3,

@@ -34,6 +34,7 @@ LOCAL_FOLDERS = {
     "opencompass/ai2_arc-dev": "ARC/ARC-c/ARC-Challenge-Dev.jsonl",
     "opencompass/ai2_arc-easy-dev": "ARC/ARC-e/ARC-Easy-Dev.jsonl",
     "opencompass/hellaswag": "hellaswag/hellaswag.jsonl",
+    "opencompass/hellaswag_ice": "hellaswag",
     "opencompass/winogrande": "winogrande",
     "opencompass/piqa": "piqa",
     "opencompass/boolq": "SuperGLUE/BoolQ/val.jsonl",
