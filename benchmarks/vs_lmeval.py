@@ -84,6 +84,10 @@ def main() -> int:
     if not (a.lmeval_python or a.lmeval_from):
         ap.error("one of --lmeval-python or --lmeval-from is needed")
 
+    if a.lmeval_from:  # before any work
+        missing = [n for n in LMEVAL_FILES if not (Path(a.lmeval_from) / n).is_file()]
+        if missing:
+            sys.exit(f"--lmeval-from {a.lmeval_from}: no {', '.join(missing)} (an earlier vs_lmeval.py --out folder)")
     if a.model is None:
         from lmgauge.defaults import default_model_path
         from lmgauge.models.hf_loading import dequantized_gguf_folder
@@ -131,9 +135,6 @@ def main() -> int:
     ]
     if a.lmeval_from:
         src = Path(a.lmeval_from)
-        missing = [n for n in LMEVAL_FILES if not (src / n).is_file()]
-        if missing:
-            sys.exit(f"--lmeval-from {src}: no {', '.join(missing)} (an earlier vs_lmeval.py --out folder)")
         child = json.loads((src / "lmeval_child.json").read_text())
         if child.get("limit") != a.limit or child.get("subjects") != a.subjects or child.get("model") != a.model:
             sys.exit(f"--lmeval-from {src}: its lm-eval run was {child}, not this workload")
