@@ -288,7 +288,9 @@ def test_top_p_keeps_only_the_head_of_the_distribution(tiny_model):
 
 
 def test_min_new_tokens_holds_back_end_of_sequence(tiny_model, monkeypatch):
-    """EOS made the likeliest token everywhere: without a minimum the row ends at once."""
+    """EOS made the likeliest token everywhere: without a minimum the row ends at once (the batched
+    path; tests/test_slot_decoding.py checks the slots)."""
+    monkeypatch.setattr(tiny_model, "decode_way", "batches")
     eos = tiny_model.eos_token_id
     real = tiny_model.decode_step
 

@@ -57,6 +57,7 @@ def test_generation_uses_the_roomy_cache(tiny_model, monkeypatch):
         return cache
 
     monkeypatch.setattr(tiny_model, "expand_state", spy)
+    monkeypatch.setattr(tiny_model, "decode_way", "batches")  # the slots hold no per-row cache
     tiny_model.generate([GenerateRequest("The quick brown", max_new_tokens=5)])
     ((room, cache),) = made
     assert room >= 5 and all(isinstance(layer, RoomyLayer) for layer in cache.layers)

@@ -68,6 +68,8 @@ class ModelConfig(BaseModel):
     # how suffix rows attend to a shared prefix's KV cache (models/prefix_attention.py); auto:
     # packed where it is exact, else copies
     prefix_attention: Literal["auto", "packed", "cascade", "copies"] = "auto"
+    # how generation decodes after a shared prefix (models/slot_decoding.py); auto: slots where exact
+    decode_way: Literal["auto", "slots", "batches"] = "auto"
     dtype: str = "auto"
     device: str = "auto"
     bos: Literal["never", "always", "tokenizer"] = "never"

@@ -1,11 +1,17 @@
 """Batched decoding over a KV cache: greedy, or sampled with a per-request seed.
 
-Prompts that share a token prefix (few-shot exemplars) have it forwarded once; its KV cache is
-copied into each batch, into a cache allocated for the whole decode (no per-step concatenation).
-Rows are left-padded between the prefix and their own tokens, with their own position ids, so every
-row decodes exactly as it would alone. Stop strings are checked on the decoded text as it grows;
-finished rows leave the batch (and the cache) at once. A sampled row draws from its own generator
-seeded by its request, so its text does not depend on its batch.
+Prompts that share a token prefix (few-shot exemplars) have it forwarded once. Two ways to decode
+after it (the model's `decode_way`):
+
+- slots (engine/slots.py): the prefix's KV held once for every row, each row a slot of its own
+  tokens, finished rows replaced at once by waiting requests (continuous refill);
+- batches (`_decode_batch`): token-budget batches, the prefix's KV copied into each batch's cache,
+  allocated for the whole decode (no per-step concatenation). Rows are left-padded between the
+  prefix and their own tokens, with their own position ids, so every row decodes exactly as it
+  would alone; finished rows leave the batch (and the cache) at once.
+
+Both check stop strings on a decoded tail window (engine/stops.py). A sampled row draws from its
+own generator seeded by its request, so its text does not depend on its batch or slot.
 """
 
 from __future__ import annotations
@@ -15,40 +21,13 @@ from collections.abc import Callable, Sequence
 from lmgauge.engine.batching import token_budget_batches
 from lmgauge.engine.prefix import prefix_groups
 from lmgauge.engine.protocol import TokenModel
+from lmgauge.engine.sampling import advance, next_tokens
+from lmgauge.engine.slots import decode_in_slots
+from lmgauge.engine.stops import StopCheck, cut_at_stop
 from lmgauge.engine.truncation import generation_room, keep_last
 from lmgauge.requests import GenerateRequest, GenerateResult, TokenStats, all_answered
 
-
-def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
-    """Text up to the first stop string, and whether one was found."""
-    cut = min((text.find(s) for s in stops if s and s in text), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
-
-
-def _next_tokens(
-    logits, reqs: list[GenerateRequest], live: list[int], generators: dict, n_done: list[int], eos: int | None
-) -> list[int]:
-    """One token per live row: argmax, or a draw from the temperature / top-p distribution."""
-    import torch
-
-    held = [b for b, k in enumerate(live) if eos is not None and n_done[k] < reqs[k].min_new_tokens]
-    if held:
-        logits = logits.clone()  # the model's logits are inference tensors: not writable in place
-        logits[held, eos] = float("-inf")
-    out = logits.argmax(-1).tolist()
-    for b, k in enumerate(live):
-        req = reqs[k]
-        if req.temperature <= 0:
-            continue
-        probs = torch.softmax(logits[b] / req.temperature, dim=-1)
-        if req.top_p < 1.0:
-            sorted_p, order = probs.sort(descending=True)
-            keep = sorted_p.cumsum(-1) - sorted_p < req.top_p  # smallest set reaching top_p
-            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
-        if k not in generators:
-            generators[k] = torch.Generator().manual_seed(req.seed if req.seed is not None else 0)
-        out[b] = int(torch.multinomial(probs, 1, generator=generators[k]))
-    return out
+__all__ = ["cut_at_stop", "generate_until"]  # cut_at_stop: served backends cut server texts alike
 
 
 def _decode_batch(
@@ -75,27 +54,18 @@ def _decode_batch(
     tokens: list[list[int]] = [[] for _ in rows]
     live = list(range(n))  # batch row -> request index within this batch
     generators: dict = {}
+    stops = [StopCheck(model.decode, r.stop) for r in reqs]
     step_ids = ids
     while live:
         logits, cache = model.decode_step(step_ids, mask, positions, cache)
         if stats is not None:
             stats.forwarded += int(step_ids.numel())  # left-padded prompts: padding included
             stats.computed += int(step_ids.numel())
-        nxt = _next_tokens(logits, reqs, live, generators, [len(t) for t in tokens], model.eos_token_id)
+        nxt = next_tokens(logits, reqs, live, generators, [len(t) for t in tokens], model.eos_token_id)
         keep = []
         for b, k in enumerate(live):
-            req = reqs[k]
-            if nxt[b] == model.eos_token_id:
-                out[k] = (model.decode(tokens[k]), len(tokens[k]), "eos")
-                continue
-            tokens[k].append(nxt[b])
-            # decode the whole tail: single token pieces can split multi-byte characters
-            text, hit = cut_at_stop(model.decode(tokens[k]), req.stop)
-            if hit:
-                out[k] = (text, len(tokens[k]), "stop")
-            elif len(tokens[k]) >= req.max_new_tokens:
-                out[k] = (text, len(tokens[k]), "length")
-            else:
+            out[k] = advance(model, reqs[k], tokens[k], nxt[b], stops[k])
+            if out[k] is None:
                 keep.append(b)
         if not keep:
             break
@@ -137,6 +107,12 @@ def generate_until(
         groups, alone = [], list(range(len(prompts)))
     budget = [len(p) + requests[i].max_new_tokens for i, p in enumerate(prompts)]
 
+    if getattr(model, "decode_way", "batches") == "slots":
+        _generate_in_slots(model, prompts, list(requests), groups, alone, finish, stats)
+        if stats is not None:
+            stats.requests += len(requests)
+        return all_answered(results)
+
     for batch in token_budget_batches([budget[i] for i in alone], model.token_budget, model.batch_size):
         idx = [alone[k] for k in batch]
         finish(idx, _decode_batch(model, None, 0, [prompts[i] for i in idx], [requests[i] for i in idx], stats))
@@ -153,3 +129,23 @@ def generate_until(
     if stats is not None:
         stats.requests += len(requests)
     return all_answered(results)
+
+
+def _generate_in_slots(model, prompts, requests, groups, alone, finish, stats) -> None:
+    """Rows without a shared prefix in one pool with none, each prefix group in a pool of its own."""
+    parts = [(None, alone)] if alone else []
+    parts += [(group, group.rows) for group in groups]
+    for group, idx in parts:
+        p, state = 0, None
+        if group is not None:
+            p = group.prefix_len
+            state = model.prefix_state(prompts[idx[0]][:p])
+            if stats is not None:
+                stats.forwarded += p
+                stats.computed += p
+
+        def done(k: int, out: tuple[str, int, str], idx: list[int] = idx) -> None:
+            finish([idx[k]], [out])
+
+        rows = [prompts[i][p:] for i in idx]
+        decode_in_slots(model, state, p, rows, [requests[i] for i in idx], done, stats)

@@ -57,3 +57,30 @@ class TokenModel(Protocol):
     def decode_step(self, input_ids: Any, attention_mask: Any, position_ids: Any, cache: Any) -> tuple[Any, Any]:
         """Forward new tokens over a KV cache; returns (logits at the last position, cache)."""
         ...
+
+    decode_way: str  # "slots": slot_pool below; "batches": expand_state / decode_step batches
+
+    def slot_pool(self, state: Any, prefix_len: int, slots: int, capacity: int) -> SlotPool:
+        """Slots of `capacity` own tokens each for rows continuing the prefix in `state` (None: none)."""
+        ...
+
+
+class SlotPool(Protocol):
+    """Live rows in slots 0..live-1, beside one shared prefix held once (models/slot_decoding.py)."""
+
+    @property
+    def live(self) -> int: ...
+
+    def free(self) -> int: ...
+
+    def prefill(self, rows: Sequence[Sequence[int]]) -> Any:
+        """Admit rows (their own tokens) into the next free slots; logits at each row's last token."""
+        ...
+
+    def step(self, tokens: Sequence[int]) -> Any:
+        """One token for every live row, in slot order; the logits after it."""
+        ...
+
+    def remove(self, row: int) -> None:
+        """Row `row` leaves; the last live row moves into its slot."""
+        ...

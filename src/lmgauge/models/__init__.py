@@ -36,6 +36,7 @@ def build_model(cfg) -> LanguageModel:
             batch_size=cfg.batch_size,
             token_budget=cfg.token_budget,
             prefix_attention=cfg.prefix_attention,
+            decode_way=cfg.decode_way,
             model_kwargs=cfg.model_kwargs,
             tokenizer_kwargs=cfg.tokenizer_kwargs,
         )

@@ -70,6 +70,7 @@ def auto_token_budget(config, device: str, dtype_bytes: int, width: int = 2048) 
 
 
 PREFIX_ATTENTION_WAYS = ("auto", "packed", "cascade", "copies")
+DECODE_WAYS = ("auto", "slots", "batches")
 
 
 class HFModel:
@@ -91,6 +92,7 @@ class HFModel:
         token_budget: int | None = None,
         prefix_reuse: bool = True,
         prefix_attention: str = "auto",
+        decode_way: str = "auto",
         chat_template: bool = False,
         model_kwargs: dict | None = None,
         tokenizer_kwargs: dict | None = None,
@@ -102,6 +104,8 @@ class HFModel:
             raise ModelError(f"bos policy {bos!r} is not one of {', '.join(BOS_POLICIES)}")
         if prefix_attention not in PREFIX_ATTENTION_WAYS:
             raise ModelError(f"prefix_attention {prefix_attention!r} is not one of {', '.join(PREFIX_ATTENTION_WAYS)}")
+        if decode_way not in DECODE_WAYS:
+            raise ModelError(f"decode_way {decode_way!r} is not one of {', '.join(DECODE_WAYS)}")
         t0 = time.perf_counter()
         folder, gguf = split_model_path(path, gguf_file)
         self.source = str(Path(path).expanduser())
@@ -152,6 +156,7 @@ class HFModel:
         self.batch_size = batch_size
         self.prefix_reuse = prefix_reuse  # off: every row forwarded whole (the plain path, for checking)
         self.prefix_attention = self._prefix_attention_way(prefix_attention)
+        self.decode_way = self._decode_way(decode_way)
         self.chat_template = chat_template  # generation prompts go through the tokenizer's chat template
         self.token_budget = int(
             token_budget or auto_token_budget(self.model.config, self.device, self.model.dtype.itemsize)
@@ -249,6 +254,29 @@ class HFModel:
     def packs_suffixes(self) -> bool:
         """Suffix batches are one packed row: the engine budgets them by their summed length."""
         return self.prefix_attention == "packed"
+
+    def _decode_way(self, asked: str) -> str:
+        """How generation decodes: "slots" (models/slot_decoding.py: the shared prefix's KV held
+        once, continuous refill) where the attention is one the cascade reproduces exactly, else
+        "batches" (a cache per batch, the prefix copied per row). "auto" is slots where supported."""
+        supported = prefix_attention_mod.supports_cascade(self.model)
+        if asked == "slots" and not supported:
+            archs = getattr(self.model.config, "architectures", None) or [type(self.model).__name__]
+            raise ModelError(
+                f"decode_way 'slots' is exact only for {', '.join(sorted(prefix_attention_mod.CASCADE_ARCHITECTURES))} "
+                f"without sliding windows or logit softcapping; this model is {', '.join(archs)}"
+            )
+        return "slots" if asked == "slots" or (asked == "auto" and supported) else "batches"
+
+    def slot_pool(self, state, prefix_len: int, slots: int, capacity: int):
+        """Slots for rows continuing the prefix in `state` (None: no prefix), models/slot_decoding.py."""
+        from lmgauge.models.slot_decoding import SlotPool
+
+        def to_logits(hidden):
+            with self._torch.inference_mode():
+                return self._logits(hidden).cpu()
+
+        return SlotPool(self.model, self._decoder, to_logits, state, prefix_len, slots, capacity, self.device)
 
     def prefix_state(self, prefix: Sequence[int]):
         """KV cache of one shared prefix (batch of 1)."""
@@ -409,6 +437,7 @@ class HFModel:
             "token_budget": self.token_budget,
             "prefix_reuse": self.prefix_reuse,
             "prefix_attention": self.prefix_attention,
+            "decode_way": self.decode_way,
             **({"device_map": self.device_map} if self.device_map else {}),
             "load_seconds": round(self.load_seconds, 3),
         }

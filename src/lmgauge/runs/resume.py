@@ -28,6 +28,7 @@ NOT_IN_MODEL_KEY = (
     "batch_size",
     "token_budget",
     "prefix_attention",  # both ways give the same logprobs (1e-5, float noise as batching gives)
+    "decode_way",  # slots and batches decode the same tokens (float noise as batching gives)
     "device",
     "concurrency",
     "timeout",
