@@ -190,6 +190,8 @@ def main() -> int:
             extra = list(a.server_arg)
             if a.server == "llamacpp" and not any("interrupt_requests" in x for x in extra):
                 extra += ["--interrupt_requests", "False"]  # else a new request cuts the running stream
+            if a.server == "llamacpp" and not any("logits_all" in x for x in extra):
+                extra += ["--logits_all", "False"]  # serve.py's True is for prompt logprobs, which neither tool asks
             srv = serve.start(a.server, None, extra_args=extra)
             stack.callback(srv.stop)
             url, model = srv.base_url, srv.model

@@ -177,8 +177,14 @@ def server_command(
             # logits for every prompt position: needed for echo=True + logprobs (prompt logprobs)
             "--logits_all",
             "True",
+            # Half the cores, for decode and prefill alike: ggml's OpenMP build gives every thread that
+            # calls it (the server's anyio workers, one or more) its own team, and once libgomp runs
+            # more threads than cores its barriers sleep instead of spinning; with the client on the
+            # same cores, 2 threads on 2 cores decoded 9x slower than 1 (docs/perf.md).
             "--n_threads",
-            str(max(1, min(4, os.cpu_count() or 1))),
+            str(llamacpp_threads()),
+            "--n_threads_batch",
+            str(llamacpp_threads()),
             "--host",
             host,
             "--port",
@@ -186,6 +192,12 @@ def server_command(
             *extra_args,
         ]
     raise ValueError(f"unknown server kind {kind!r}: one of {', '.join(KINDS)}")
+
+
+def llamacpp_threads() -> int:
+    """llama.cpp threads: half the usable cores (at least 1, at most 4)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores // 2))
 
 
 def server_env(kind: str) -> dict[str, str]:
