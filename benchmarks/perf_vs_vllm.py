@@ -96,21 +96,23 @@ main(p.parse_args(sys.argv[1:]))
 
 PROMPT_EVAL = re.compile(r"prompt eval time =\s*[\d.]+ ms /\s*(\d+) tokens")
 EVAL_RUNS = re.compile(r"\beval time =\s*[\d.]+ ms /\s*(\d+) runs")
-PREFIX_HIT = re.compile(r"Llama\.generate: (\d+) prefix-match hit")
+PREFIX_HIT = re.compile(r"Llama\.generate: (\d+) prefix-match hit, remaining (\d+) prompt tokens")
 
 
 def llamacpp_counts(log: str) -> dict:
     """What llama-cpp-python's verbose log says it did: completions, prompt tokens (prefix-cache hits plus
-    evaluated), generated tokens (decode runs plus the one sampled from the prefill), per completion."""
-    prompts, outputs, hit = [], [], 0
+    evaluated), generated tokens (decode runs plus the one sampled from the prefill), per completion.
+    llama.cpp counts a one-token batch as a decode run and reports at least 1 prompt token: a prompt
+    cached but for its last token (the same prompt twice in a row) shows "1 tokens" and one run more."""
+    prompts, outputs, hit, rest = [], [], 0, None
     for line in log.splitlines():
         if m := PREFIX_HIT.search(line):
-            hit = int(m.group(1))
+            hit, rest = int(m.group(1)), int(m.group(2))
         elif m := PROMPT_EVAL.search(line):
-            prompts.append(hit + int(m.group(1)))
-            hit = 0
+            prompts.append(hit + (rest if rest is not None else int(m.group(1))))
         elif m := EVAL_RUNS.search(line):
-            outputs.append(int(m.group(1)) + 1)
+            outputs.append(int(m.group(1)) + 1 - (1 if rest == 1 else 0))
+            hit, rest = 0, None
     return {"completions": len(prompts), "prompt_tokens": prompts, "output_tokens": outputs}
 
 
