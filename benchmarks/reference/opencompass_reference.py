@@ -99,20 +99,23 @@ def smollm2_fp32() -> str:
 def extract(out: Path) -> None:
     """Each config's latest OpenCompass run: predictions/<model>/<dataset>.json -> compact rows,
     keyed by config and dataset (a dataset OpenCompass has not finished is left out)."""
-    predictions: dict[str, dict] = {}
-    results: dict[str, dict] = {}
+    target = FIXTURES / "reference_predictions.json"
+    # configs whose OpenCompass outputs are not on this machine keep their fixture rows
+    old = json.loads(target.read_text(encoding="utf-8")) if target.is_file() else {}
+    predictions: dict[str, dict] = old.get("predictions", {})
+    results: dict[str, dict] = old.get("results", {})
     for cfg_out in sorted(p for p in out.iterdir() if p.is_dir()):
         stamped = sorted(p for p in cfg_out.iterdir() if p.is_dir() and re.fullmatch(r"\d{8}_\d{6}", p.name))
         if not stamped:
             continue
         run = stamped[-1]
+        predictions[cfg_out.name], results[cfg_out.name] = {}, {}
         for f in sorted((run / "predictions").glob("*/*.json")):
             predictions.setdefault(cfg_out.name, {})[f.stem] = {
                 k: _row(v) for k, v in json.loads(f.read_text()).items()
             }
         for f in sorted((run / "results").glob("*/*.json")):
             results.setdefault(cfg_out.name, {})[f.stem] = _result(json.loads(f.read_text(encoding="utf-8")))
-    target = FIXTURES / "reference_predictions.json"
     doc = {"opencompass": "0.5.4", "predictions": predictions, "results": results}
     target.write_text(json.dumps(doc, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     n = sum(len(rows) for per_cfg in predictions.values() for rows in per_cfg.values())
@@ -134,7 +137,8 @@ def _result(r: dict) -> dict:
     entry = {k: v for k, v in r.items() if k != "details"}
     details = r.get("details")
     if isinstance(details, dict):  # AccwithDetailsEvaluator: {"0": {"pred", "refr", ...}}
-        details = [details[k] for k in sorted(details, key=int)]
+        # per-question entries are keyed "0".."n-1"; other keys ("type": the details' kind) are not questions
+        details = [details[k] for k in sorted((k for k in details if k.isdigit()), key=int)]
     if isinstance(details, list):  # the evaluator's extracted answer and reference per question
         keep = ("pred", "answer", "refr", "correct", "is_correct")
         entry["details"] = [{k: d.get(k) for k in keep if k in d} for d in details]
