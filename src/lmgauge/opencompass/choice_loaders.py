@@ -15,6 +15,7 @@ from typing import Any
 
 from lmgauge.data import DataError, DataNotFound
 from lmgauge.opencompass.loaders import Rows, Splits, candidate_folders
+from lmgauge.opencompass.loaders import jsonl_lines as _lines
 
 
 def _find(path: str, what: str, probe: Callable[[Path], bool], layout: str) -> Path:
@@ -23,23 +24,6 @@ def _find(path: str, what: str, probe: Callable[[Path], bool], layout: str) -> P
         if probe(f):
             return f
     raise DataNotFound(what, [str(f) for f in folders], f"OpenCompass' layout: {layout}")
-
-
-def _lines(path: Path, errors: str = "strict") -> list[tuple[int, dict]]:
-    """(line number, object) per non-empty line of a JSONL file."""
-    out = []
-    with open(path, encoding="utf-8", errors=errors) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}: line {n}: not JSON: {e}") from e
-            if not isinstance(row, dict):
-                raise DataError(f"{path}: line {n}: expected an object, got {type(row).__name__}")
-            out.append((n, row))
-    return out
 
 
 def _get(row: dict, key: str, file: Path, n: int, layout: str) -> Any:

@@ -82,9 +82,10 @@ def _read_csv(path: Path, header: bool, encoding: str = "utf-8") -> Rows:
         return [dict(zip(head, r)) for r in reader]
 
 
-def _read_jsonl(path: Path, encoding: str = "utf-8") -> Rows:
-    rows = []
-    with open(path, encoding=encoding) as f:
+def jsonl_lines(path: Path, encoding: str = "utf-8", errors: str = "strict") -> list[tuple[int, dict]]:
+    """(line number, object) per non-empty line of a JSONL file; a bad line is named."""
+    out = []
+    with open(path, encoding=encoding, errors=errors) as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -94,8 +95,12 @@ def _read_jsonl(path: Path, encoding: str = "utf-8") -> Rows:
                 raise DataError(f"{path}: line {n}: not JSON: {e}") from e
             if not isinstance(row, dict):
                 raise DataError(f"{path}: line {n}: expected an object, got {type(row).__name__}")
-            rows.append(row)
-    return rows
+            out.append((n, row))
+    return out
+
+
+def _read_jsonl(path: Path, encoding: str = "utf-8") -> Rows:
+    return [row for _, row in jsonl_lines(path, encoding)]
 
 
 def load_mmlu(path: str, name: str, **_: object) -> tuple[Splits, str]:
