@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -48,6 +49,8 @@ KEYS = (
     "mean_tpot_ms",
     "mean_itl_ms",
     "mean_e2el_ms",
+    "client_cpu_s",  # the tool's whole process (start, tokenizer, prompts, requests): user + sys
+    "server_cpu_s",  # the server process during the run: user + sys
     "server_completions",  # llama-cpp-python only: from its log, warm-ups included
     "server_prompt_tokens",
     "server_output_tokens",
@@ -114,6 +117,26 @@ def llamacpp_counts(log: str) -> dict:
             outputs.append(int(m.group(1)) + 1 - (1 if rest == 1 else 0))
             hit, rest = 0, None
     return {"completions": len(prompts), "prompt_tokens": prompts, "output_tokens": outputs}
+
+
+def children_cpu() -> float:
+    """User + sys seconds of this process' waited-for children so far (each tool runs as one)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def process_cpu(group: int) -> float:
+    """User + sys seconds of the live processes of a process group (serve.py starts a server as the
+    leader of its own group; vLLM forks its engine into it), from /proc/PID/stat."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited meanwhile
+            continue
+        if int(fields[2]) == group:
+            total += sum(int(x) for x in fields[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def vllm_python() -> Path:
@@ -208,10 +231,14 @@ def main() -> int:
 
         def one(tool: str, name: str) -> dict:
             start = log.stat().st_size if log else 0
+            before, server_before = children_cpu(), process_cpu(srv.proc.pid) if a.server else None
             if tool == "vllm":  # with --same-prompts every run rewrites the file (the same seed: the same prompts)
                 res = run_vllm_bench(url, model, tok, a, tmp / f"{name}.json", shared)
             else:
                 res = run_lmgauge(url, tok, a, tmp, name, shared)
+            res["client_cpu_s"] = children_cpu() - before
+            if server_before is not None:
+                res["server_cpu_s"] = process_cpu(srv.proc.pid) - server_before
             if log:  # the server's own count of the timed requests (the last num_prompts; warm-ups came first)
                 with log.open("rb") as f:
                     f.seek(start)
