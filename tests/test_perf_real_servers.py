@@ -88,3 +88,26 @@ def test_llamacpp_refuses_a_request_id_that_is_not_a_uuid(llamacpp):
 
     assert status("bench-1a2b3c4d-0") == 400
     assert status(str(uuid.uuid5(uuid.NAMESPACE_URL, "bench-1a2b3c4d-0"))) == 200
+
+
+llamacpp_b = server_fixture("llamacpp", extra_args=["--interrupt_requests", "False"])
+
+
+def test_ab_of_two_identical_llamacpp_servers_is_never_different(llamacpp, llamacpp_b, tmp_path):
+    """The A/B on two real servers of the same model: the same seeded prompts reach both (the server's
+    own prompt counts agree), and no metric is called "different" (two identical servers differ only
+    by noise). "within noise" itself needs more repeats than a test can afford on a shared machine:
+    benchmarks/ab_identical_servers.py measures it (docs/perf.md)."""
+    assert llamacpp != llamacpp_b  # two server processes, not one twice
+    tok = str(serve.hf_folder_for(None))
+    argv = ["perf", "--api-url", f"{llamacpp}/v1", "--ab-url", f"{llamacpp_b}/v1", "--tokenizer", tok]
+    argv += ["--input-len", "32", "--output-len", "8", "--num-prompts", "6", "--max-concurrency", "1"]
+    argv += ["--seed", "1", "--ab-repeats", "2", "-w", str(tmp_path), "--run-id", "ab", "--ab-margin", "20%"]
+    assert main(argv) == 0
+    ab = json.loads((tmp_path / "ab" / "ab" / "ab.json").read_text())
+    assert ab["failed"] == {"A": 0, "B": 0}
+    verdicts = {k: m["verdict"] for k, m in {**ab["per_request"], **ab["per_run"]}.items()}
+    assert "different" not in verdicts.values(), ab
+    assert ab["per_request"]["e2el_ms"]["n"] == 12  # 6 prompts x 2 repeats, paired
+    runs = [json.loads((tmp_path / "ab" / "ab" / f"{s}_{r}.json").read_text()) for s in "AB" for r in range(2)]
+    assert {r["total_input_tokens"] for r in runs} == {6 * 32}
