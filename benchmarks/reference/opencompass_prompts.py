@@ -2,7 +2,8 @@
 
 Runs inside OpenCompass' venv (it imports opencompass and mmengine), no model: for each dataset of
 tests/fixtures/opencompass/eval_reference.py plus eval_prompts_extra.py (a RandomRetriever, a
-string template, a CustomDataset), builds the dataset, retriever and templates from the config and
+string template, a CustomDataset) and eval_prompts_choice.py (the stock ARC, HellaSwag, Winogrande,
+PIQA and BoolQ configs, on tests/opencompass_data.py's write_choice_data files), builds the dataset, retriever and templates from the config and
 renders every test prompt as PPLInferencer / GenInferencer do (generate_ice, generate_label_prompt
 or generate_prompt_for_generate_task, then the model's parse_template), once for a base model
 (LMTemplateParser without meta template) and once with a meta_template.
@@ -20,6 +21,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "opencompass"
+CONFIGS = (
+    "eval_reference.py",
+    "eval_prompts_extra.py",
+    "eval_prompts_choice.py",
+)  # tests/test_opencompass_prompts.py reads the same
 
 # a meta template of the kind base-model configs carry (roles with begin/end, the BOT generating)
 META_TEMPLATE = dict(
@@ -39,7 +45,7 @@ def main() -> int:
 
     parsers = {"base": LMTemplateParser(), "meta": LMTemplateParser(META_TEMPLATE)}
     out: dict[str, dict] = {"meta_template": META_TEMPLATE, "datasets": {}}
-    for name in ("eval_reference.py", "eval_prompts_extra.py"):
+    for name in CONFIGS:
         cfg = Config.fromfile(str(FIXTURES / name))
         for ds_cfg in cfg["datasets"]:
             abbr = ds_cfg["abbr"]

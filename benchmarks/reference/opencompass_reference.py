@@ -60,11 +60,12 @@ def main() -> int:
     ap.add_argument("--config", default="eval_reference.py", help="which config of tests/fixtures/opencompass to run")
     args = ap.parse_args()
 
-    from opencompass_data import write_reference_data  # tests/opencompass_data.py
+    from opencompass_data import write_choice_data, write_reference_data  # tests/opencompass_data.py
 
     model = args.model or smollm2_fp32()
     args.run_dir.mkdir(parents=True, exist_ok=True)
     write_reference_data(args.run_dir / "data")
+    write_choice_data(args.run_dir / "data", n=9)  # opencompass_prompts.py: ARC_c_few_shot_ppl shots 0-8
     cfg = args.run_dir / args.config
     text = (FIXTURES / args.config).read_text(encoding="utf-8")
     cfg.write_text(with_model(text, model), encoding="utf-8")
