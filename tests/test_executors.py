@@ -35,6 +35,28 @@ def test_inline_pool_and_slurm_are_registered():
         executor_class("ray")
 
 
+def test_only_executors_that_hand_out_gpus_look_them_up(tmp_path, monkeypatch):
+    """Inline builds the model here on its config's device and Slurm's GPUs come from --gres: the
+    coordinator asks torch for this machine's GPUs (an import of seconds) only for the pool."""
+    from lmgauge.runs import coordinator
+    from lmgauge.runs.launch import RunRequest, open_run_dir, prepare
+    from lmgauge.runs.manifest import Manifest
+    from lmgauge.runs.worker import Progress
+
+    assert executor_class("pool").hands_out_devices
+    assert not executor_class("inline").hands_out_devices and not executor_class("slurm").hands_out_devices
+
+    def no_lookup() -> list[str]:
+        raise AssertionError("available_devices() called for an inline run")
+
+    monkeypatch.setattr(coordinator, "available_devices", no_lookup)
+    prepared = prepare(RunRequest(hf_path=str(tmp_path), datasets=["piqa"], limit=1, work_dir=str(tmp_path / "w")))
+    assert prepared.opts.executor == "inline"
+    rundir = open_run_dir(prepared)
+    manifest = Manifest.create(rundir, prepared.cfg.model_dump(mode="json"), None)
+    coordinator.execute(prepared.cfg, prepared.specs, [], rundir, manifest, prepared.opts, Progress())
+
+
 CALLS: list[str] = []
 
 

@@ -78,7 +78,7 @@ def execute(
     manifest.planned(plan.shards, opts.executor)
 
     cls = executor_class(opts.executor)
-    devices = available_devices()
+    devices = available_devices() if cls.hands_out_devices else []
     jobs: list[Job] = []
     for m in cfg.models:
         mine = [s for s in todo if s.model == m.name]

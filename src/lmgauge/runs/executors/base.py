@@ -91,6 +91,9 @@ class Executor(ABC):
     default_workers: ClassVar[int] = 1  # when --max-num-workers is not given
     local_devices: ClassVar[bool] = True  # hands out this machine's GPUs (Slurm's come from --gres)
     on_this_machine: ClassVar[bool] = True  # workers run here: this machine's sandbox is theirs
+    # reads this machine's GPU ids (ctx.devices, a job's num_devices) to hand them out; one that
+    # builds the model in this process on its config's device does not, and the lookup imports torch
+    hands_out_devices: ClassVar[bool] = True
 
     def __init__(self, ctx: ExecutionContext) -> None:
         self.ctx = ctx

@@ -11,6 +11,8 @@ from lmgauge.runs.worker import run_job
 
 @register("inline")
 class InlineExecutor(Executor):
+    hands_out_devices = False  # the model is built here, on its config's device
+
     @classmethod
     def jobs_for(cls, model: str, shards: list[Shard], num_devices: int, workers: int) -> list[Job]:
         return [Job(model, shards, num_devices)]  # one process: the model loaded once

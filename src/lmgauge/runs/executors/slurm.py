@@ -85,6 +85,7 @@ def job_states(job_ids: list[str], completion_file: Path | None) -> dict[str, st
 class SlurmExecutor(Executor):
     default_workers = 32  # jobs queued or running at once
     local_devices = False  # a job's GPUs come from --gres
+    hands_out_devices = False
     on_this_machine = False  # a job checks its node's sandbox itself
     poll_s = 1.0
 
