@@ -10,10 +10,12 @@ question) share one row: one forward, several positions read.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 
 from lmgauge.engine.batching import token_budget_batches
 from lmgauge.engine.prefix import prefix_groups
 from lmgauge.engine.protocol import TokenModel
+from lmgauge.engine.shared_segments import shared_segments
 from lmgauge.engine.truncation import scored_window
 from lmgauge.requests import (
     LoglikelihoodRequest,
@@ -56,6 +58,28 @@ def rolling_windows(tokens: list[int], prefix_token: int, max_len: int) -> Itera
         done = end
 
 
+def _merge_contained_rows(
+    rows: list[list[int]], row_targets: list[list[tuple[int, int]]], row_requests: list[list[tuple[int, int, int]]]
+) -> list[int]:
+    """Move the targets of a row that is a prefix of a longer row into that row (a causal model's
+    hidden state at a position sees only the tokens up to it, so the longer row's forward gives
+    the same scores); the rows still to forward. In sorted order a row that is a prefix of any
+    other is a prefix of its successor."""
+    order = sorted(range(len(rows)), key=lambda r: rows[r])
+    live: list[int] = []
+    for a, b in zip(order, order[1:]):
+        if len(rows[a]) < len(rows[b]) and rows[b][: len(rows[a])] == rows[a]:
+            offset = len(row_targets[b])
+            row_targets[b].extend(row_targets[a])
+            row_requests[b].extend((i, start + offset, n) for i, start, n in row_requests[a])
+            row_targets[a], row_requests[a] = [], []
+        else:
+            live.append(a)
+    if order:
+        live.append(order[-1])
+    return sorted(live)
+
+
 def score_pairs(
     model: TokenModel,
     pairs: Sequence[Pair],
@@ -86,6 +110,7 @@ def score_pairs(
         pair_targets = [(p, keep[p + 1]) for p in range(first, len(keep) - 1)]
         row_requests[r].append((i, len(row_targets[r]), len(pair_targets)))
         row_targets[r].extend(pair_targets)
+    live = _merge_contained_rows(rows, row_targets, row_requests)
 
     def deliver(r: int, row_scores: list[tuple[float, bool]]) -> None:
         for i, start, n in row_requests[r]:
@@ -95,11 +120,17 @@ def score_pairs(
     if stats is not None:
         stats.naive += sum(len(pairs[i][0]) + len(pairs[i][1]) - 1 - truncated[i] for i in range(len(pairs)))
     rows_cap = max_rows or model.batch_size
+    # a model whose prefix forward also scores (score_prefix) lets a prefix cover scored
+    # positions: its own forward reads them, and a row that is all prefix needs no suffix forward
+    score_prefix = getattr(model, "score_prefix", None)  # optional: (prefix, targets) -> (state, scores)
+    scores_prefix = score_prefix is not None
     if getattr(model, "prefix_reuse", False):
-        first_scored = [min(p for p, _ in t) for t in row_targets]
-        groups, alone = prefix_groups(rows, first_scored)
+        caps = [len(rows[r]) - 1 if scores_prefix else min(p for p, _ in row_targets[r]) for r in live]
+        local_groups, local_alone = prefix_groups([rows[r] for r in live], caps)
+        groups = [replace(g, rows=[live[k] for k in g.rows]) for g in local_groups]
+        alone = [live[k] for k in local_alone]
     else:
-        groups, alone = [], list(range(len(rows)))
+        groups, alone = [], live
 
     for batch in token_budget_batches([len(rows[r]) for r in alone], model.token_budget, rows_cap):
         batch = [alone[k] for k in batch]
@@ -114,25 +145,41 @@ def score_pairs(
     packed = getattr(model, "packs_suffixes", False)
     for group in groups:
         p = group.prefix_len
-        state = model.prefix_state(rows[group.rows[0]][:p])
+        # each row's scores in its targets' order, filled from the prefix forward and its suffix's
+        filled: dict[int, list[tuple[float, bool]]] = {r: [(0.0, False)] * len(row_targets[r]) for r in group.rows}
+        in_prefix = [(r, k) for r in group.rows for k, (pos, _) in enumerate(row_targets[r]) if pos < p]
+        if score_prefix is not None:
+            state, prefix_scores = score_prefix(rows[group.rows[0]][:p], [row_targets[r][k] for r, k in in_prefix])
+            for (r, k), score in zip(in_prefix, prefix_scores):
+                filled[r][k] = score
+        else:
+            state = model.prefix_state(rows[group.rows[0]][:p])
         if stats is not None:
             stats.forwarded += p
             stats.computed += p
+            stats.scored += len(in_prefix)
+        after = {r: [k for k, (pos, _) in enumerate(row_targets[r]) if pos >= p] for r in group.rows}
+        for r in group.rows:
+            if not after[r]:
+                deliver(r, filled[r])
+        todo = [r for r in group.rows if after[r]]
         # packed: a batch's suffixes are one row after the single stored prefix, their summed
         # length is the budget; else each row holds its own copy of the prefix's KV cache and
         # prefix + suffix count against it
-        lengths = [len(rows[r]) - p if packed else len(rows[r]) for r in group.rows]
+        lengths = [len(rows[r]) - p if packed else len(rows[r]) for r in todo]
         for batch in token_budget_batches(lengths, model.token_budget, rows_cap, packed=packed):
-            batch = [group.rows[k] for k in batch]
+            batch = [todo[k] for k in batch]
             suffixes = [rows[r][p:] for r in batch]
-            targets = [[(pos - p, tok) for pos, tok in row_targets[r]] for r in batch]
+            targets = [[(row_targets[r][k][0] - p, row_targets[r][k][1]) for k in after[r]] for r in batch]
             scores = model.score_rows_after_prefix(state, p, suffixes, targets)
             if stats is not None:
                 stats.forwarded += sum(len(s) for s in suffixes)
                 stats.computed += sum(len(s) for s in suffixes) if packed else len(suffixes) * max(map(len, suffixes))
                 stats.scored += sum(len(t) for t in targets)
             for r, row_scores in zip(batch, scores):
-                deliver(r, row_scores)
+                for k, score in zip(after[r], row_scores):
+                    filled[r][k] = score
+                deliver(r, filled[r])
 
 
 def score_loglikelihood(
@@ -155,6 +202,12 @@ def score_loglikelihood(
     return all_answered(results)
 
 
+def _whole_tokens(model: TokenModel, r: RollingRequest) -> list[int]:
+    # OpenCompass' PPL (HuggingFaceBaseModel.get_ppl): the text with the tokenizer's special
+    # tokens, truncated on the left to max_length, every token after the first predicted
+    return model.encode_document(r.text)[-(r.window or model.max_length) :]
+
+
 def _document_windows(model: TokenModel, r: RollingRequest) -> tuple[list[Pair], int]:
     """The windows of one rolling request, and how many tokens they predict."""
     if r.style == "rolling":
@@ -168,9 +221,7 @@ def _document_windows(model: TokenModel, r: RollingRequest) -> tuple[list[Pair],
         pairs = [(toks[k * r.window : k * r.window + 1], toks[k * r.window + 1 : (k + 1) * r.window]) for k in range(n)]
         return pairs, n * (r.window - 1)
     if r.style == "whole":
-        # OpenCompass' PPL (HuggingFaceBaseModel.get_ppl): the text with the tokenizer's special
-        # tokens, truncated on the left to max_length, every token after the first predicted
-        toks = model.encode_document(r.text)[-(r.window or model.max_length) :]
+        toks = _whole_tokens(model, r)
         return ([(toks[:1], toks[1:])], len(toks) - 1) if len(toks) > 1 else ([], 0)
     raise ValueError(f"unknown rolling style {r.style!r}")
 
@@ -181,18 +232,42 @@ def score_rolling(
     on_result: Callable[[int, RollingResult], None] | None = None,
     stats: TokenStats | None = None,
 ) -> list[RollingResult]:
-    """Sum of the log-probabilities of every predicted token, per text."""
+    """Sum of the log-probabilities of every predicted token, per text.
+
+    "whole" texts that fit one forward are scored as the edges of a token tree over all of them
+    (engine/shared_segments.py): a token shared by several texts is scored once; each text's sum
+    is over the edges on its path, its n_tokens and n_windows (one) as if scored alone."""
     pairs: list[Pair] = []
-    owner: list[int] = []
+    owners: list[list[int]] = []  # the requests each pair's logprob adds to
     n_tokens: list[int] = []
     n_windows: list[int] = []
+    remaining: list[int] = []
+    whole: list[int] = []
+    whole_tokens: list[list[int]] = []
     for i, r in enumerate(requests):
+        if r.style == "whole":
+            toks = _whole_tokens(model, r)
+            if len(toks) <= model.max_length + 1:  # else one truncated pair, as scored_window cuts it
+                whole.append(i)
+                whole_tokens.append(toks)
+                n_tokens.append(max(0, len(toks) - 1))
+                n_windows.append(1 if len(toks) > 1 else 0)
+                remaining.append(0)
+                continue
         windows, n = _document_windows(model, r)
         n_tokens.append(n)
         n_windows.append(len(windows))
+        remaining.append(len(windows))
         pairs.extend(windows)
-        owner.extend([i] * len(windows))
-    remaining = list(n_windows)
+        owners.extend([[i]] * len(windows))
+    n_plain = len(pairs)
+    segments, paths = shared_segments(whole_tokens)
+    pairs.extend(segments)
+    owners.extend([] for _ in segments)
+    for i, path in zip(whole, paths):
+        remaining[i] = len(path)
+        for k in path:
+            owners[n_plain + k].append(i)
     totals = [0.0] * len(requests)
     results: list[RollingResult | None] = [None] * len(requests)
 
@@ -202,16 +277,19 @@ def score_rolling(
             on_result(i, result)
 
     def done(j: int, logprob: float, greedy: bool, trunc: int) -> None:
-        o = owner[j]
-        totals[o] += logprob
-        remaining[o] -= 1
-        if remaining[o] == 0:
-            finish(o)
+        for o in owners[j]:
+            totals[o] += logprob
+            remaining[o] -= 1
+            if remaining[o] == 0:
+                finish(o)
 
     rows_cap = min((r.rows_per_batch for r in requests if r.rows_per_batch), default=None)
     score_pairs(model, pairs, done, stats, max_rows=rows_cap)
-    for i, n in enumerate(n_windows):  # a text too short for any window
-        if n == 0:
+    if stats is not None:  # the per-request baseline counts each whole text alone, not its edges
+        stats.naive += sum(len(t) - 1 for t in whole_tokens if len(t) > 1)
+        stats.naive -= sum(len(ctx) + len(seg) - 1 for ctx, seg in segments)
+    for i, n in enumerate(remaining):  # a text too short for any window
+        if n == 0 and results[i] is None:
             finish(i)
     if stats is not None:
         stats.requests += len(requests)

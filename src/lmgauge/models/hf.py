@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 CPU_TOKEN_BUDGET_CAP = 8192
 GPU_TOKEN_BUDGET_CAP = 131072
 MEMORY_SHARE = 0.3  # of the free memory a batch may take
+SCORE_CHUNK = 512  # scored positions projected to the vocabulary at once (~100 MB of fp32 logits at 49k)
 
 
 def _free_memory_bytes(device: str) -> int | None:
@@ -213,17 +214,23 @@ class HFModel:
         return self._score_hidden(hidden, targets)
 
     def _score_hidden(self, hidden, targets):
-        """Log-probabilities of target tokens, projecting to the vocabulary only where one is scored."""
+        """Log-probabilities of target tokens, projecting to the vocabulary only where one is scored,
+        SCORE_CHUNK positions at a time: a whole text's every position at once would hold
+        positions x vocabulary floats twice (logits, log_softmax), 1 GB for 2,600 positions."""
         torch = self._torch
+        picked: list[float] = []
+        greedy: list[bool] = []
         with torch.inference_mode():
             # on the hidden states' device: with a model split over devices, the last layer's
             row_idx = torch.tensor([k for k, t in enumerate(targets) for _ in t], device=hidden.device)
             pos_idx = torch.tensor([p for t in targets for p, _ in t], device=hidden.device)
-            logprobs = torch.log_softmax(self._logits(hidden[row_idx, pos_idx]), dim=-1)
-            tok_idx = torch.tensor([tok for t in targets for _, tok in t], device=logprobs.device)
-            picked = logprobs.gather(-1, tok_idx.unsqueeze(-1)).squeeze(-1)
-            greedy = logprobs.argmax(-1) == tok_idx
-        picked, greedy = picked.tolist(), greedy.tolist()
+            tok_all = [tok for t in targets for _, tok in t]
+            for at in range(0, len(tok_all), SCORE_CHUNK):
+                sl = slice(at, at + SCORE_CHUNK)
+                logprobs = torch.log_softmax(self._logits(hidden[row_idx[sl], pos_idx[sl]]), dim=-1)
+                tok_idx = torch.tensor(tok_all[sl], device=logprobs.device)
+                picked += logprobs.gather(-1, tok_idx.unsqueeze(-1)).squeeze(-1).tolist()
+                greedy += (logprobs.argmax(-1) == tok_idx).tolist()
         out, at = [], 0
         for t in targets:
             out.append(list(zip(picked[at : at + len(t)], greedy[at : at + len(t)])))
@@ -284,6 +291,15 @@ class HFModel:
         with torch.inference_mode():
             out = self._decoder(input_ids=torch.tensor([list(prefix)], device=self.device), use_cache=True)
         return self._cache_of(out)
+
+    def score_prefix(self, prefix: Sequence[int], targets: Sequence[tuple[int, int]]):
+        """prefix_state, and the (position, token) targets inside the prefix scored by the same
+        forward: (state, [(logprob, is_greedy)])."""
+        torch = self._torch
+        with torch.inference_mode():
+            out = self._decoder(input_ids=torch.tensor([list(prefix)], device=self.device), use_cache=True)
+        scores = self._score_hidden(out.last_hidden_state, [list(targets)])[0] if targets else []
+        return self._cache_of(out), scores
 
     def _cache_of(self, out):
         return out.cache if self._cache_arg == "cache" else out.past_key_values
