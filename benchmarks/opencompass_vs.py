@@ -1,6 +1,6 @@
 """lmgauge against OpenCompass 0.5.4 on the same unchanged OpenCompass config, back to back.
 
-    python benchmarks/opencompass_vs.py [--subjects 2] [--questions 5] [--batch-size 8]
+    python benchmarks/opencompass_vs.py [--subjects 5] [--questions 20] [--batch-size 8] [--lmgauge-only]
 
 Workload (issue 13): OpenCompass' stock MMLU 5-shot PPL config (`mmlu_ppl_ac766d`, imported through
 read_base, cut with test_range) on the first N test questions of a few subjects, SmolLM2-135M fp32
@@ -10,7 +10,9 @@ applied) with `--debug` (one process, tasks in turn: OpenCompass' fastest local 
 lmgauge runs `lmgauge run CONFIG` on the same file and data. Each side is a child process, model load
 included; wall time and peak RSS come from its own rusage (os.wait4). Prints both, their ratio
 (target: lmgauge <= 1/10 of OpenCompass), and whether every per-question prediction agrees, with the
-largest PPL difference.
+largest PPL difference; and lmgauge's own record of the run (run.json): the tokens it forwarded
+against the per-request baseline (every label's whole text forwarded alone, as OpenCompass does),
+and its model load against its scoring. `--lmgauge-only` runs lmgauge's side alone (no comparison).
 """
 
 from __future__ import annotations
@@ -88,16 +90,35 @@ def lmgauge_rows(run: Path, dataset: str) -> list[dict]:
     return sorted(rows, key=lambda r: r["doc_id"])
 
 
+def print_lmgauge_record(run: Path) -> None:
+    """lmgauge's tokens and time split, from its run.json."""
+    manifest = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    info = manifest.get("models", {}).get(MODEL_ABBR, {})
+    tok = info.get("tokens") or {}
+    base = tok.get("per_request_baseline") or 0
+    print(
+        f"lmgauge tokens: forwarded {tok.get('forwarded')}, computed {tok.get('computed')}, scored "
+        f"{tok.get('scored')}; per-request baseline {base}"
+        + (f" ({base / tok['forwarded']:.1f}x the forwarded)" if base and tok.get("forwarded") else "")
+    )
+    load, total = info.get("load_s"), info.get("eval_s")  # eval_s: the shards' wall time plus the load
+    scoring = f"{total - load:.1f}" if load is not None and total is not None else "?"
+    print(
+        f"lmgauge time: model load {load} s, shards (scoring, journaling) {scoring} s; the rest of the wall is startup"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--subjects", type=int, default=2, help=f"how many of {SUBJECTS}")
-    ap.add_argument("--questions", type=int, default=5, help="test questions per subject")
+    ap.add_argument("--subjects", type=int, default=5, help=f"how many of {SUBJECTS}")
+    ap.add_argument("--questions", type=int, default=20, help="test questions per subject")
     ap.add_argument("--batch-size", type=int, default=8, help="the model config's batch_size (both tools read it)")
     ap.add_argument("--venv", type=Path, default=REF_VENV, help="OpenCompass 0.5.4's venv")
     ap.add_argument("--out", type=Path, help="work folder (default: a new temporary one)")
+    ap.add_argument("--lmgauge-only", action="store_true", help="run lmgauge's side alone, no OpenCompass")
     args = ap.parse_args()
     opencompass = args.venv / "bin" / "opencompass"
-    if not opencompass.is_file():
+    if not args.lmgauge_only and not opencompass.is_file():
         sys.exit(f"{opencompass} not found: make OpenCompass' venv (benchmarks/reference/opencompass_reference.py)")
 
     from opencompass_data import write_mmlu  # tests/opencompass_data.py: OpenCompass' MMLU CSV layout
@@ -111,7 +132,6 @@ def main() -> int:
         questions=args.questions, subjects=subjects, abbr=MODEL_ABBR, model=smollm2_fp32(), batch_size=args.batch_size
     )
     cfg.write_text(text, encoding="utf-8")
-    patch_transformers5(args.venv)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "LMGAUGE_NO_HUB": "1"}
     oc_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
     oc_cmd = [str(opencompass), str(cfg), "--debug", "-w", str(work / "oc")]
@@ -121,6 +141,14 @@ def main() -> int:
         f"workload: mmlu_ppl_ac766d, {len(subjects)} subjects x {args.questions} questions, batch_size {args.batch_size}"
     )
     print(f"load before: {os.getloadavg()}")
+    if args.lmgauge_only:
+        ours_wall, ours_rss = run_child(ours_cmd, work / "lmgauge.log", work, env)
+        print(f"load after: {os.getloadavg()}")
+        print(f"lmgauge:           {ours_wall:8.1f} s   peak RSS {ours_rss:7.0f} MB")
+        print_lmgauge_record(work / "lmgauge" / "bench")
+        print(f"work folder: {work}")
+        return 0
+    patch_transformers5(args.venv)
     oc_wall, oc_rss = run_child(oc_cmd, work / "opencompass.log", work, oc_env)
     ours_wall, ours_rss = run_child(ours_cmd, work / "lmgauge.log", work, env)
     print(f"load after: {os.getloadavg()}")
@@ -143,6 +171,7 @@ def main() -> int:
     print(f"lmgauge:           {ours_wall:8.1f} s   peak RSS {ours_rss:7.0f} MB")
     print(f"wall ratio lmgauge / OpenCompass: {ours_wall / oc_wall:.3f} (target <= 0.100)")
     print(f"predictions identical: {same}/{compared}; max |PPL difference| {worst:.2e}")
+    print_lmgauge_record(work / "lmgauge" / "bench")
     print(f"work folder: {work}")
     return 0 if same == compared and compared > 0 else 1
 
