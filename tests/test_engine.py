@@ -89,6 +89,19 @@ def test_encode_pair_follows_lm_eval():
     assert encode_pair(Tok(), "", "hi") == ([99], [ord("h"), ord("i")])
 
 
+def test_the_choices_of_a_question_encode_their_context_once(tiny_model, monkeypatch):
+    reqs = [LoglikelihoodRequest("Question: 2+2=?\nAnswer: ", c) for c in ("3", "4", "5")]
+    reqs.append(LoglikelihoodRequest("The quick brown fox", " jumps"))
+    plain = [encode_pair(tiny_model, r.context, r.continuation) for r in reqs]
+    seen: list[str] = []
+    real = tiny_model.encode
+    monkeypatch.setattr(tiny_model, "encode", lambda text: seen.append(text) or real(text))
+    contexts: dict[str, list[int]] = {}
+    assert [encode_pair(tiny_model, r.context, r.continuation, contexts) for r in reqs] == plain
+    assert len(seen) == len(reqs) + 2  # every context + continuation, and each distinct context once
+    assert sorted(contexts) == ["Question: 2+2=?\nAnswer:", "The quick brown fox"]
+
+
 def test_left_truncation_is_recorded(tiny_model):
     long_ctx = "The quick brown fox jumps over the lazy dog. " * 40
     saved = tiny_model.max_length

@@ -29,7 +29,11 @@ from lmgauge.requests import (
 Pair = tuple[list[int], list[int]]  # (context ids, continuation ids)
 
 
-def encode_pair(model: TokenModel, context: str, continuation: str) -> Pair:
+def encode_pair(
+    model: TokenModel, context: str, continuation: str, contexts: dict[str, list[int]] | None = None
+) -> Pair:
+    """`contexts`: encodings of contexts already made (the choices of a question share theirs;
+    encoding is a pure function of the text, so reusing one changes no token)."""
     if context == "":
         return [model.prefix_token_id], model.encode(continuation)
     n_spaces = len(context) - len(context.rstrip())
@@ -37,7 +41,11 @@ def encode_pair(model: TokenModel, context: str, continuation: str) -> Pair:
         continuation = context[-n_spaces:] + continuation
         context = context[:-n_spaces]
     whole = model.encode(context + continuation)
-    ctx = model.encode(context)
+    ctx = contexts.get(context) if contexts is not None else None
+    if ctx is None:
+        ctx = model.encode(context)
+        if contexts is not None:
+            contexts[context] = ctx
     return model.bos_ids + ctx, whole[len(ctx) :]
 
 
@@ -188,7 +196,8 @@ def score_loglikelihood(
     on_result: Callable[[int, LoglikelihoodResult], None] | None = None,
     stats: TokenStats | None = None,
 ) -> list[LoglikelihoodResult]:
-    pairs = [encode_pair(model, r.context, r.continuation) for r in requests]
+    contexts: dict[str, list[int]] = {}
+    pairs = [encode_pair(model, r.context, r.continuation, contexts) for r in requests]
     results: list[LoglikelihoodResult | None] = [None] * len(requests)
 
     def done(i: int, logprob: float, greedy: bool, trunc: int) -> None:
