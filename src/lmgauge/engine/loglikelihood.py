@@ -131,9 +131,8 @@ def score_pairs(
     # a model whose prefix forward also scores (score_prefix) lets a prefix cover scored
     # positions: its own forward reads them, and a row that is all prefix needs no suffix forward
     score_prefix = getattr(model, "score_prefix", None)  # optional: (prefix, targets) -> (state, scores)
-    scores_prefix = score_prefix is not None
     if getattr(model, "prefix_reuse", False):
-        caps = [len(rows[r]) - 1 if scores_prefix else min(p for p, _ in row_targets[r]) for r in live]
+        caps = [len(rows[r]) - 1 if score_prefix is not None else min(p for p, _ in row_targets[r]) for r in live]
         local_groups, local_alone = prefix_groups([rows[r] for r in live], caps)
         groups = [replace(g, rows=[live[k] for k in g.rows]) for g in local_groups]
         alone = [live[k] for k in local_alone]

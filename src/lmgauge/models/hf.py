@@ -287,10 +287,7 @@ class HFModel:
 
     def prefix_state(self, prefix: Sequence[int]):
         """KV cache of one shared prefix (batch of 1)."""
-        torch = self._torch
-        with torch.inference_mode():
-            out = self._decoder(input_ids=torch.tensor([list(prefix)], device=self.device), use_cache=True)
-        return self._cache_of(out)
+        return self.score_prefix(prefix, [])[0]
 
     def score_prefix(self, prefix: Sequence[int], targets: Sequence[tuple[int, int]]):
         """prefix_state, and the (position, token) targets inside the prefix scored by the same
