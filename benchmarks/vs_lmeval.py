@@ -84,7 +84,11 @@ def measure_floor(model: str, subjects: list[str], limit: int) -> None:
     }
     del decoder
     replay = engine_pairs(model, subjects, limit)
-    print(json.dumps({"tokens_per_s": FLOOR_ROWS * FLOOR_WIDTH / best, "threads": torch.get_num_threads(), **flops, **replay}))
+    print(
+        json.dumps(
+            {"tokens_per_s": FLOOR_ROWS * FLOOR_WIDTH / best, "threads": torch.get_num_threads(), **flops, **replay}
+        )
+    )
 
 
 def engine_pairs(model: str, subjects: list[str], limit: int) -> dict[str, int]:
@@ -209,7 +213,17 @@ def main() -> int:
         (out / "lmeval_child.json").write_text(json.dumps(child, indent=1))
     ours_wall, ours_rss = run_child(ours_cmd, out / "lmgauge.log")
     floor_out = subprocess.run(
-        [sys.executable, __file__, "--measure-floor", "--model", a.model, "--limit", str(a.limit), "--subjects", *a.subjects],
+        [
+            sys.executable,
+            __file__,
+            "--measure-floor",
+            "--model",
+            a.model,
+            "--limit",
+            str(a.limit),
+            "--subjects",
+            *a.subjects,
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -232,7 +246,9 @@ def main() -> int:
     tokens = manifest["models"]["ours"]["tokens"]
     floor_s = tokens["forwarded"] / floor["tokens_per_s"]
     if floor["replay_tokens"] != tokens["forwarded"]:
-        sys.exit(f"the engine replay forwarded {floor['replay_tokens']} tokens, the run {tokens['forwarded']}: not this workload")
+        sys.exit(
+            f"the engine replay forwarded {floor['replay_tokens']} tokens, the run {tokens['forwarded']}: not this workload"
+        )
     lin, per_pair = floor["linear_flops_per_token"], floor["attention_flops_per_pair"]
     flop_rate = floor["tokens_per_s"] * (lin + per_pair * floor["floor_pairs_per_token"])
     work_floor_s = (tokens["forwarded"] * lin + floor["replay_pairs"] * per_pair) / flop_rate
