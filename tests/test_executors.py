@@ -113,28 +113,3 @@ def test_an_unknown_executor_is_refused_before_work(tmp_path, capsys):
     assert main(["run", "--datasets", "piqa", "--executor", "ray", "-w", str(tmp_path)]) == 2
     assert "unknown executor 'ray'" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
-
-
-def test_a_job_freezes_what_lives_on_and_still_frees_its_model(tmp_path, tiny_llama_dir, monkeypatch):
-    """run_job moves the imports and the model out of the cyclic collector's sight (gc.freeze: the
-    interpreter's exit no longer walks them), and the model, which holds no reference cycle, is
-    freed when the job ends all the same."""
-    import gc
-    import weakref
-
-    from lmgauge import models
-
-    built: list[weakref.ref] = []
-    real_build = models.build_model
-
-    def recording_build(cfg):
-        model = real_build(cfg)
-        built.append(weakref.ref(model))
-        return model
-
-    monkeypatch.setattr(models, "build_model", recording_build)
-    gc.unfreeze()
-    args = ["run", "--hf-path", str(tiny_llama_dir), "--hf-abbr", "tiny", "--datasets", "mmlu_astronomy"]
-    assert main([*args, "--limit", "1", "--num-fewshot", "1", "-w", str(tmp_path)]) == 0
-    assert gc.get_freeze_count() > 0
-    assert len(built) == 1 and built[0]() is None

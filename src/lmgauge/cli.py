@@ -8,6 +8,8 @@ exit code).
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import importlib
 import logging
 import sys
@@ -16,6 +18,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 log = logging.getLogger("lmgauge")
+
+# At exit the interpreter's last collections walk every object still alive: after an hf model,
+# torch's and transformers' ~400k, ~1 s of a short run. Frozen first (atexit runs before them),
+# they are skipped: 0.2 s. Files and journals are closed explicitly, never left to a collection.
+atexit.register(gc.freeze)
 
 ROOMS: tuple[str, ...] = (
     "lmgauge.perf.command:add_parser",  # perf

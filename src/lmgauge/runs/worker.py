@@ -9,7 +9,6 @@ after its process is gone was cut short (killed, timed out) and is retried.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import platform
@@ -270,11 +269,6 @@ def run_job(
         fail_shards(rundir, shards, f"model {mcfg.name}: {e}")
         return False
     info: dict[str, Any] | None = {**model.describe(), "load_s": round(time.perf_counter() - t0, 3)}
-    # What is alive now (the imports' ~400k objects: torch, transformers; the model) lives until the
-    # process ends: frozen out of the cyclic collector's sight, its full collections and the
-    # interpreter's at exit skip it (exit took ~1 s after an hf model, 0.2 s frozen). The model
-    # holds no reference cycle: `del model` still frees it (tests/test_executors.py).
-    gc.freeze()
     try:
         for shard in shards:
             t1 = time.perf_counter()
