@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from lmgauge import engine
+from lmgauge.models import last_layer
 from lmgauge.models import prefix_attention as prefix_attention_mod
 from lmgauge.models.base import ModelError, OnResult
 from lmgauge.models.device_map import device_map_for_visible_gpus
@@ -169,6 +170,10 @@ class HFModel:
         self._softcap = getattr(cfg, "final_logit_softcapping", None)
         self._logit_scale = getattr(cfg, "logit_scale", None)
         self._torch = torch
+        # the scoring forwards run the last layer only where a token is read (models/last_layer.py):
+        # exact for the architectures the cascade supports; a model split over devices keeps its
+        # own forward (accelerate moves inputs at each layer's boundary, not inside it)
+        self._prunes_last_layer = prefix_attention_mod.supports_cascade(self.model) and not self.device_map
         # transformers >= 5.2x names the KV cache argument `cache`; older releases `past_key_values`
         self._cache_arg = (
             "cache" if "cache" in inspect.signature(self._decoder.forward).parameters else "past_key_values"
@@ -302,8 +307,21 @@ class HFModel:
         """prefix_state, and the (position, token) targets inside the prefix scored by the same
         forward: (state, [(logprob, is_greedy)])."""
         torch = self._torch
+        ids = torch.tensor([list(prefix)], device=self.device)
+        keep = sorted({p for p, _ in targets})
+        if self._prunes_last_layer and last_layer.prunes(keep, len(prefix)):
+            from transformers import DynamicCache
+
+            cache = DynamicCache(config=self.model.config)
+            positions = torch.arange(len(prefix), device=self.device).unsqueeze(0)
+            with torch.inference_mode():
+                hidden = last_layer.forward_keeping(
+                    self._decoder, ids, positions, keep, cache=cache, cache_arg=self._cache_arg
+                )
+            row = {p: i for i, p in enumerate(keep)}
+            return cache, self._score_hidden(hidden, [[(row[p], tok) for p, tok in targets]])[0] if targets else []
         with torch.inference_mode():
-            out = self._decoder(input_ids=torch.tensor([list(prefix)], device=self.device), use_cache=True)
+            out = self._decoder(input_ids=ids, use_cache=True)
         scores = self._score_hidden(out.last_hidden_state, [list(targets)])[0] if targets else []
         return self._cache_of(out), scores
 
@@ -355,11 +373,18 @@ class HFModel:
         positions = torch.tensor([[prefix_len + i for n in lengths for i in range(n)]], device=self.device)
         kv = pa.prefix_kv(state)
         packed = pa.PackedSuffixes(kv, pa.suffix_chunks(lengths, kv[0][0].dtype, self.device))
+        wanted = [(at + p, tok) for at, t in zip(starts, targets) for p, tok in t]
+        keep = sorted({p for p, _ in wanted})
         with torch.inference_mode(), pa.attention_on(self.model, pa.PACKED):
-            hidden = self._decoder(
-                input_ids=ids, position_ids=positions, use_cache=False, **{pa.PACKED_KWARG: packed}
-            ).last_hidden_state
-        flat = self._score_hidden(hidden, [[(at + p, tok) for at, t in zip(starts, targets) for p, tok in t]])[0]
+            if self._prunes_last_layer and last_layer.prunes(keep, sum(lengths)):
+                hidden = last_layer.forward_keeping(self._decoder, ids, positions, keep, lengths=lengths, packed=packed)
+                row = {p: i for i, p in enumerate(keep)}
+                wanted = [(row[p], tok) for p, tok in wanted]
+            else:
+                hidden = self._decoder(
+                    input_ids=ids, position_ids=positions, use_cache=False, **{pa.PACKED_KWARG: packed}
+                ).last_hidden_state
+        flat = self._score_hidden(hidden, [wanted])[0]
         out, at = [], 0
         for t in targets:
             out.append(flat[at : at + len(t)])
