@@ -99,7 +99,7 @@ def main() -> int:
     ph = Phases()
     ph.wrap(model.tokens, "encode", "tokenize")
     ph.wrap(model.tokens, "encode_document", "tokenize")
-    ph.wrap(model, "prefix_state", "prefix forwards")
+    ph.wrap(model, "score_prefix", "prefix forwards")  # the engine's prefix forward (prefix_state wraps it)
     ph.wrap(model, "score_rows_after_prefix", "suffix forwards")
     ph.wrap(model, "score_rows", "plain forwards")
     ph.wrap(model, "_score_hidden", "scoring")
@@ -121,7 +121,7 @@ def main() -> int:
             name = f"mmlu_{subject}"
             task = build(name)
             samples, _ = run_task(
-                model, task, TaskSpec(name, None, {}, args.limit, lambda task=task: task), rundir, Progress()
+                model, task, TaskSpec(name, None, {}, args.limit, lambda _model, task=task: task), rundir, Progress()
             )
             questions += len(samples)
             correct += sum(s["correct"] for s in samples)

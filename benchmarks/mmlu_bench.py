@@ -47,22 +47,22 @@ def main() -> int:
     # every forward the engine makes, by kind: ("plain", rows, width), ("prefix", 1, width) and
     # ("suffix", rows, width, prefix_len) for rows run over a shared prefix's KV cache
     shapes: list[tuple] = []
-    real_score_rows, real_prefix_state, real_after = model.score_rows, model.prefix_state, model.score_rows_after_prefix
+    real_score_rows, real_score_prefix, real_after = model.score_rows, model.score_prefix, model.score_rows_after_prefix
 
     def recording_score_rows(rows, targets):
         shapes.append(("plain", len(rows), max(len(r) for r in rows)))
         return real_score_rows(rows, targets)
 
-    def recording_prefix_state(prefix):
+    def recording_score_prefix(prefix, targets):
         shapes.append(("prefix", 1, len(prefix)))
-        return real_prefix_state(prefix)
+        return real_score_prefix(prefix, targets)
 
     def recording_after(state, prefix_len, rows, targets):
         shapes.append(("suffix", len(rows), max(len(r) for r in rows), prefix_len))
         return real_after(state, prefix_len, rows, targets)
 
     model.score_rows = recording_score_rows  # type: ignore[method-assign]
-    model.prefix_state = recording_prefix_state  # type: ignore[method-assign]
+    model.score_prefix = recording_score_prefix  # type: ignore[method-assign]
     model.score_rows_after_prefix = recording_after  # type: ignore[method-assign]
     rundir = RunDir.create(tempfile.mkdtemp(prefix="lmgauge-bench-"))
     questions = 0

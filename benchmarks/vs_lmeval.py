@@ -128,7 +128,7 @@ def engine_pairs(model: str, subjects: list[str], limit: int) -> dict[str, int]:
     for s in subjects:
         name = f"mmlu_{s}"
         task = build(name)
-        run_task(lm, task, TaskSpec(name, None, {}, limit, lambda task=task: task), rundir, Progress())
+        run_task(lm, task, TaskSpec(name, None, {}, limit, lambda _model, task=task: task), rundir, Progress())
     return counts
 
 
