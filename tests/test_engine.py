@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lmgauge.engine.batching import token_budget_batches
-from lmgauge.engine.loglikelihood import encode_pair, rolling_windows
+from lmgauge.engine.loglikelihood import encode_pair, encode_pairs, rolling_windows
 from lmgauge.requests import GenerateRequest, LoglikelihoodRequest, RollingRequest
 
 REQUESTS = [
@@ -116,17 +116,27 @@ def test_encode_pair_follows_lm_eval():
     assert encode_pair(Tok(), "", "hi") == ([99], [ord("h"), ord("i")])
 
 
-def test_the_choices_of_a_question_encode_their_context_once(tiny_model, monkeypatch):
+def test_the_choices_of_a_question_encode_their_context_once_in_one_batch(tiny_model, monkeypatch):
     reqs = [LoglikelihoodRequest("Question: 2+2=?\nAnswer: ", c) for c in ("3", "4", "5")]
-    reqs.append(LoglikelihoodRequest("The quick brown fox", " jumps"))
-    plain = [encode_pair(tiny_model, r.context, r.continuation) for r in reqs]
-    seen: list[str] = []
-    real = tiny_model.encode
-    monkeypatch.setattr(tiny_model, "encode", lambda text: seen.append(text) or real(text))
-    contexts: dict[str, list[int]] = {}
-    assert [encode_pair(tiny_model, r.context, r.continuation, contexts) for r in reqs] == plain
-    assert len(seen) == len(reqs) + 2  # every context + continuation, and each distinct context once
-    assert sorted(contexts) == ["Question: 2+2=?\nAnswer:", "The quick brown fox"]
+    reqs += [LoglikelihoodRequest("The quick brown fox", " jumps"), LoglikelihoodRequest("", "alone")]
+
+    def lm_eval(ctx: str, cont: str) -> tuple[list[int], list[int]]:  # lm-eval's encode_pair, one by one
+        if ctx == "":
+            return [tiny_model.prefix_token_id], tiny_model.encode(cont)
+        n = len(ctx) - len(ctx.rstrip())
+        ctx, cont = (ctx[:-n], ctx[-n:] + cont) if n else (ctx, cont)
+        whole, own = tiny_model.encode(ctx + cont), tiny_model.encode(ctx)
+        return own, whole[len(own) :]
+
+    batches: list[list[str]] = []
+    real = tiny_model.encode_many
+    monkeypatch.setattr(tiny_model, "encode_many", lambda texts: batches.append(list(texts)) or real(texts))
+    assert encode_pairs(tiny_model, [(r.context, r.continuation) for r in reqs]) == [
+        lm_eval(r.context, r.continuation) for r in reqs
+    ]
+    # one call: every context + continuation, each distinct context once, the lone continuation
+    assert len(batches) == 1 and len(batches[0]) == len(set(batches[0])) == 4 + 2 + 1
+    assert {"Question: 2+2=?\nAnswer:", "The quick brown fox", "alone"} <= set(batches[0])
 
 
 def test_left_truncation_is_recorded(tiny_model):

@@ -18,6 +18,8 @@ class TokenModel(Protocol):
         """Token ids of text, no special tokens."""
         ...
 
+    # (optional) encode_many(texts) -> [encode(t) for t in texts], in one batch
+
     def encode_document(self, text: str) -> list[int]:
         """Token ids of text with the tokenizer's own special tokens (as `tokenizer(text)`)."""
         ...

@@ -184,6 +184,9 @@ class HFModel:
     def encode(self, text: str) -> list[int]:
         return self.tokens.encode(text)
 
+    def encode_many(self, texts: Sequence[str]) -> list[list[int]]:
+        return self.tokens.encode_many(texts)
+
     def encode_document(self, text: str) -> list[int]:
         return self.tokens.encode_document(text)
 
