@@ -82,6 +82,19 @@ def test_packed_equals_each_suffix_over_concatenated_keys(dtype, chunk):
     torch.testing.assert_close(out.float(), ref, atol=tol, rtol=tol)
 
 
+def test_on_a_cpu_only_tiny_suffixes_share_a_masked_chunk():
+    """A suffix of CPU_ALONE_FROM tokens or more is its own causal call (no mask); runs of shorter
+    ones share chunks of up to CPU_SUFFIX_CHUNK tokens; off a CPU everything groups up to 512."""
+    assert prefix_attention.CPU_ALONE_FROM == 8 and prefix_attention.CPU_SUFFIX_CHUNK == 64
+    lengths = [2, 2, 30, 2, 2, 2, 8, 7] + [3] * 30
+    chunks = prefix_attention.suffix_chunks(lengths, torch.float32, "cpu")
+    assert [b - a for a, b, _ in chunks] == [4, 30, 6, 8, 7 + 3 * 19, 3 * 11]
+    assert [m is None for _, _, m in chunks] == [False, True, False, True, False, False]
+    assert chunks[0][0] == 0 and all(a == b for (_, b, _), (a, _, _) in zip(chunks, chunks[1:]))
+    elsewhere = prefix_attention.suffix_chunks(lengths, torch.float32, "meta")
+    assert [b - a for a, b, _ in elsewhere] == [sum(lengths)]
+
+
 @pytest.mark.parametrize("causal", [False, True])
 def test_attention_with_lse_math_equals_the_fused_kernel(causal):
     """The materialized path (devices other than a CPU) gives the CPU kernel's output and log-sum-exp."""

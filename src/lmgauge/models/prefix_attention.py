@@ -16,9 +16,9 @@ each with its own position ids, so no padding is computed either. Per layer:
 
 - over the prefix: one fused attention call of every suffix token against the unexpanded prefix
   K/V (the query heads of a KV head folded into the query length: no mask, no repeat);
-- over the suffixes: causal attention of each suffix over its own tokens only: on a CPU one causal
-  call per suffix, elsewhere block-diagonal masked calls over chunks of neighbouring suffixes (a
-  chunk's mask wastes at most its own square);
+- over the suffixes: causal attention of each suffix over its own tokens only, as block-diagonal
+  masked calls over chunks of neighbouring suffixes (a chunk's mask wastes at most its own square;
+  on a CPU small chunks of suffixes under 8 tokens, any other suffix its own causal call);
 - the two merged by the log-sum-exp both calls return.
 
 Both are registered as transformers attention functions and switched on only for the suffix
@@ -42,11 +42,15 @@ PACKED_KWARG = "lmgauge_packed"  # a PackedSuffixes, through the decoder's **kwa
 # Off a CPU, suffixes are grouped into chunks of about this many tokens for one block-diagonal call:
 # the mask makes a chunk cost its length squared, a launch per suffix costs more (not measured here).
 SUFFIX_CHUNK = 512
-# On a CPU each suffix is its own causal call: the fused kernel skips the blocks above the diagonal
-# and there is no mask to build. Measured on the real MMLU 5-shot suffixes (20 per subject, 33-389
-# tokens; 30 layers): 104-143 ms per forward against 347-492 ms for 512-token masked chunks, and
-# 1.08 s against 1.30 s on the 250-389-token suffixes of high_school_us_history.
-CPU_SUFFIX_CHUNK = 1
+# On a CPU a suffix of CPU_ALONE_FROM tokens or more is its own causal call (the fused kernel skips
+# the blocks above the diagonal, no mask), and runs of shorter ones share masked chunks of up to
+# CPU_SUFFIX_CHUNK tokens (a call costs ~30 us whatever its size). Measured per forward (30 layers,
+# SmolLM2's 9 heads): the MMLU 5-shot suffixes (20 per subject, 33-389 tokens) 98-150 ms against
+# 360-533 ms for 512-token masked chunks (1.08 s against 1.33 s on high_school_us_history's
+# 137-389-token ones); 400 two-token suffixes (OpenCompass' label tails) ~145 ms, against 360 ms
+# one call each and 279 ms in 512-token chunks (a masked call costs about a dozen tiny causal ones).
+CPU_SUFFIX_CHUNK = 64
+CPU_ALONE_FROM = 8
 
 # Attention modules that compute softmax(q k^T * scaling + causal mask) v with rotary positions
 # already applied to q and k, no sliding window, no softcap, no sinks: the cascade is exact for them.
@@ -125,13 +129,17 @@ class PackedSuffixes:
 
 
 def suffix_chunks(
-    lengths: Sequence[int], dtype: torch.dtype, device: Any, chunk: int | None = None
+    lengths: Sequence[int], dtype: torch.dtype, device: Any, chunk: int | None = None, alone_from: int | None = None
 ) -> list[tuple[int, int, torch.Tensor | None]]:
-    """Neighbouring suffixes grouped into chunks of up to `chunk` tokens (a longer suffix alone),
-    each with the additive mask that lets a token see only the earlier tokens of its own suffix.
-    `chunk` defaults by device: CPU_SUFFIX_CHUNK on a CPU, else SUFFIX_CHUNK."""
+    """Neighbouring suffixes grouped into chunks of up to `chunk` tokens (a longer suffix alone, and
+    one of `alone_from` tokens or more), each with the additive mask that lets a token see only
+    the earlier tokens of its own suffix (None: one suffix, plain causal). The defaults are by
+    device: on a CPU CPU_SUFFIX_CHUNK and CPU_ALONE_FROM, else SUFFIX_CHUNK (and no size alone)."""
+    cpu = torch.device(device).type == "cpu"
     if chunk is None:
-        chunk = CPU_SUFFIX_CHUNK if torch.device(device).type == "cpu" else SUFFIX_CHUNK
+        chunk = CPU_SUFFIX_CHUNK if cpu else SUFFIX_CHUNK
+    if alone_from is None:
+        alone_from = CPU_ALONE_FROM if cpu else chunk + 1
     out: list[tuple[int, int, torch.Tensor | None]] = []
     start = 0
     group: list[int] = []
@@ -148,7 +156,7 @@ def suffix_chunks(
             out.append((start, start + total, mask.to(device)))
 
     for n in lengths:
-        if group and sum(group) + n > chunk:
+        if group and (sum(group) + n > chunk or n >= alone_from or group[-1] >= alone_from):
             close()
             start += sum(group)
             group = []
