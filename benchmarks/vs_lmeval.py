@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 SUBJECTS = ["abstract_algebra", "astronomy", "high_school_us_history", "college_biology", "marketing"]
 HERE = Path(__file__).resolve().parent
@@ -62,9 +63,11 @@ def measure_floor(model: str, subjects: list[str], limit: int) -> None:
     """Print the model body's raw throughput (tokens/s) at FLOOR_ROWS x FLOOR_WIDTH random tokens,
     its FLOPs per token, and the tokens and query-key pairs of lmgauge's forwards for the workload."""
     import torch
-    from transformers import AutoModelForCausalLM
 
-    decoder = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).eval().get_decoder()
+    from lmgauge.models.hf import HFModel
+
+    lm = HFModel(model, dtype="float32", device="cpu", name="floor")  # the floor's model and the replay's
+    decoder = lm.model.get_decoder()
     ids = torch.randint(0, 1000, (FLOOR_ROWS, FLOOR_WIDTH))
     with torch.inference_mode():
         decoder(input_ids=ids, use_cache=False)  # warm-up
@@ -82,8 +85,7 @@ def measure_floor(model: str, subjects: list[str], limit: int) -> None:
         # each floor row attends causally: position i over i + 1 keys
         "floor_pairs_per_token": (FLOOR_WIDTH + 1) / 2,
     }
-    del decoder
-    replay = engine_pairs(model, subjects, limit)
+    replay = engine_pairs(lm, subjects, limit)
     print(
         json.dumps(
             {"tokens_per_s": FLOOR_ROWS * FLOOR_WIDTH / best, "threads": torch.get_num_threads(), **flops, **replay}
@@ -91,18 +93,16 @@ def measure_floor(model: str, subjects: list[str], limit: int) -> None:
     )
 
 
-def engine_pairs(model: str, subjects: list[str], limit: int) -> dict[str, int]:
+def engine_pairs(lm: Any, subjects: list[str], limit: int) -> dict[str, int]:
     """Tokens and query-key pairs of the forwards lmgauge's engine makes for the workload: its own
     tokenizer, grouping and batching, with forwards that only count (a position attends to itself
     and every earlier position of its row, a suffix also to its whole prefix)."""
     import tempfile
 
-    from lmgauge.models.hf import HFModel
     from lmgauge.runs.rundir import RunDir
     from lmgauge.runs.runner import Progress, TaskSpec, run_task
     from lmgauge.tasks import build
 
-    lm = HFModel(model, dtype="float32", device="cpu", name="replay")
     counts = {"replay_tokens": 0, "replay_pairs": 0}
 
     def count(prefix_len: int, rows) -> None:
