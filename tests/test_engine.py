@@ -139,6 +139,29 @@ def test_the_choices_of_a_question_encode_their_context_once_in_one_batch(tiny_m
     assert {"Question: 2+2=?\nAnswer:", "The quick brown fox", "alone"} <= set(batches[0])
 
 
+def test_served_prompts_are_the_hf_paths_tokens_cut_as_its_forward_cuts_them(tiny_model):
+    from lmgauge.models.base import ModelError
+    from lmgauge.models.served_prompts import loglikelihood_prompts
+
+    tok = tiny_model.tokens  # the ModelTokenizer a served backend holds
+    pairs = [(r.context, r.continuation) for r in REQUESTS]
+    for (ctx, cont), p in zip(
+        (encode_pair(tiny_model, c, x) for c, x in pairs), loglikelihood_prompts(tok, pairs), strict=True
+    ):
+        assert p.ids == ctx + cont and p.first == len(ctx) and p.truncated == 0
+    saved = tok.max_length
+    try:
+        ctx, cont = encode_pair(tiny_model, REQUESTS[0].context, REQUESTS[0].continuation)
+        tok.max_length = len(cont) + 2  # the forward keeps the last max_length + 1 tokens
+        (p,) = loglikelihood_prompts(tok, pairs[:1])
+        kept = len(cont) + 3
+        assert p.ids == (ctx + cont)[-kept:] and p.n_scored == len(cont) and p.truncated == len(ctx) + len(cont) - kept
+    finally:
+        tok.max_length = saved
+    with pytest.raises(ModelError, match="request 1: the continuation encodes to no tokens"):
+        loglikelihood_prompts(tok, [pairs[0], ("Answer:", "")])
+
+
 def test_left_truncation_is_recorded(tiny_model):
     long_ctx = "The quick brown fox jumps over the lazy dog. " * 40
     saved = tiny_model.max_length

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from lmgauge.models.base import ModelError
 from lmgauge.models.http_client import BadAnswer, RequestFailed, Session
 from lmgauge.models.served import PROBE_TEXT, Generated, ServedModel
-from lmgauge.models.served_prompts import ScoredPrompt, loglikelihood_prompt, move_trailing_spaces
+from lmgauge.models.served_prompts import ScoredPrompt, loglikelihood_prompts, move_trailing_spaces
 from lmgauge.requests import GenerateRequest, LoglikelihoodRequest, LoglikelihoodResult
 
 log = logging.getLogger(__name__)
@@ -308,10 +308,8 @@ class OpenAIModel(ServedModel):
                 self._completion_payload("".join(move_trailing_spaces(r.context, r.continuation)), echo=True)
                 for r in requests
             ]
-        return [
-            self._completion_payload(loglikelihood_prompt(tok, r.context, r.continuation).ids, echo=True)
-            for r in requests
-        ]
+        prompts = loglikelihood_prompts(tok, [(r.context, r.continuation) for r in requests])
+        return [self._completion_payload(p.ids, echo=True) for p in prompts]
 
     # --- generation ----------------------------------------------------------------------------
 

@@ -48,7 +48,7 @@ from lmgauge.models.http_client import (
     run_sync,
 )
 from lmgauge.models.served_choices import PROMPT, Question, answer_question, find_questions
-from lmgauge.models.served_prompts import ScoredPrompt, generation_prompt, loglikelihood_prompt, rolling_prompts
+from lmgauge.models.served_prompts import ScoredPrompt, generation_prompt, loglikelihood_prompts, rolling_prompts
 from lmgauge.models.tokenizer import ModelTokenizer, configured_context_length
 from lmgauge.requests import (
     GenerateRequest,
@@ -288,7 +288,7 @@ class ServedModel:
     ) -> list[LoglikelihoodResult]:
         self._require_logprobs()
         tok = self.tokenizer if self.token_prompts else None
-        prompts = [loglikelihood_prompt(tok, r.context, r.continuation) for r in requests] if tok else None
+        prompts = loglikelihood_prompts(tok, [(r.context, r.continuation) for r in requests]) if tok else None
         results: list[LoglikelihoodResult | None] = [None] * len(requests)
 
         def deliver(i: int, result: LoglikelihoodResult) -> None:

@@ -7,9 +7,10 @@ the server scores the very tokens the local path scores.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lmgauge.engine.loglikelihood import _document_windows, encode_pair  # the hf path's own tokenization
+from lmgauge.engine.loglikelihood import _document_windows, encode_pairs  # the hf path's own tokenization
 from lmgauge.engine.truncation import generation_room, keep_last, scored_window
 from lmgauge.models.base import ModelError
 from lmgauge.models.tokenizer import ModelTokenizer
@@ -29,13 +30,16 @@ class ScoredPrompt:
         return len(self.ids) - self.first
 
 
-def loglikelihood_prompt(tok: ModelTokenizer, context: str, continuation: str) -> ScoredPrompt:
-    """The hf path's pair, cut as its forward cuts it (the last max_length+1 tokens)."""
-    ctx, cont = encode_pair(tok, context, continuation)  # type: ignore[arg-type]  # the tokenizer half of a TokenModel
-    if not cont:
-        raise ModelError("the continuation encodes to no tokens")
-    keep, dropped = scored_window(ctx, cont, tok.max_length)
-    return ScoredPrompt(keep, max(1, len(keep) - len(cont)), dropped)
+def loglikelihood_prompts(tok: ModelTokenizer, pairs: Sequence[tuple[str, str]]) -> list[ScoredPrompt]:
+    """The hf path's (context, continuation) pairs, each cut as its forward cuts it (the last
+    max_length+1 tokens); encoded in one batch as the hf path encodes them (`encode_pairs`)."""
+    prompts = []
+    for i, (ctx, cont) in enumerate(encode_pairs(tok, pairs)):  # type: ignore[arg-type]  # the tokenizer half of a TokenModel
+        if not cont:
+            raise ModelError(f"request {i}: the continuation encodes to no tokens")
+        keep, dropped = scored_window(ctx, cont, tok.max_length)
+        prompts.append(ScoredPrompt(keep, max(1, len(keep) - len(cont)), dropped))
+    return prompts
 
 
 def rolling_prompts(tok: ModelTokenizer, request: RollingRequest) -> tuple[list[ScoredPrompt], int]:
