@@ -57,6 +57,8 @@ def test_a_prefix_forward_keeping_a_few_positions_equals_the_full_forward(arch):
     for ours, theirs in zip(cache.layers, full.cache.layers, strict=True):  # every layer, the last one too
         torch.testing.assert_close(ours.keys, theirs.keys, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(ours.values, theirs.values, atol=1e-5, rtol=1e-5)
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="the cache already held 23 positions"):
+        last_layer.forward_keeping(decoder, ids, positions, keep, cache=cache)  # its keys are not the row's
 
 
 @pytest.mark.parametrize("arch", sorted(prefix_attention.CASCADE_ARCHITECTURES))

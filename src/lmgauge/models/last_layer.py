@@ -49,8 +49,8 @@ def forward_keeping(
 
     lengths, packed: the row is packed suffixes of these lengths, each seeing the prefix in
     `packed` and its own earlier tokens only (inside prefix_attention.attention_on(PACKED));
-    None: the row is one causal sequence. cache: filled for every layer, the last one included
-    (a prefix forward's state)."""
+    None: the row is one causal sequence. cache: an empty cache, filled for every layer, the last
+    one included (a prefix forward's state)."""
     from transformers.masking_utils import create_causal_mask
 
     h = decoder.embed_tokens(input_ids)
@@ -90,6 +90,8 @@ class _LastLayer:
         return (norm(y) if norm is not None else y).transpose(1, 2)
 
     def at(self, h: torch.Tensor, keep: list[int], cache: Any) -> torch.Tensor:
+        """The layer's output at positions `keep` of the row h; its keys and values at every
+        position go into `cache`, which holds nothing yet for this layer: key i is position i."""
         attn = self.attn
         x = self.layer.input_layernorm(h)
         k = self._heads(attn.k_proj, "k_norm", x)
@@ -97,6 +99,8 @@ class _LastLayer:
         _, k = self.rope(k, k, self.cos, self.sin)
         if cache is not None:
             k, v = cache.update(k, v, attn.layer_idx)
+            if k.shape[2] != h.shape[1]:  # the mask below reads key positions as the row's own
+                raise RuntimeError(f"forward_keeping: the cache already held {k.shape[2] - h.shape[1]} positions")
         if not keep:
             return h[:, :0]
         at = torch.tensor(keep, device=h.device)
