@@ -97,3 +97,10 @@ def test_packed_suffixes_keeping_their_last_positions_equal_the_packed_forward(a
 def test_pruning_is_for_forwards_that_read_few_positions():
     assert last_layer.prunes([], 10) and last_layer.prunes([3, 9], 8)
     assert not last_layer.prunes(list(range(8)), 8)  # a perplexity window reads every position
+
+
+def test_kept_positions_read_each_position_once_and_point_targets_at_its_row():
+    # an MMLU question's four letters are read at one position
+    keep, targets = last_layer.kept_positions([(9, 30), (9, 31), (4, 7), (9, 32), (9, 33)])
+    assert keep == [4, 9] and targets == [(1, 30), (1, 31), (0, 7), (1, 32), (1, 33)]
+    assert last_layer.kept_positions([]) == ([], [])

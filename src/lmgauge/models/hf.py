@@ -311,7 +311,7 @@ class HFModel:
         forward: (state, [(logprob, is_greedy)])."""
         torch = self._torch
         ids = torch.tensor([list(prefix)], device=self.device)
-        keep = sorted({p for p, _ in targets})
+        keep, kept_targets = last_layer.kept_positions(targets)
         if self._prunes_last_layer and last_layer.prunes(keep, len(prefix)):
             from transformers import DynamicCache
 
@@ -321,8 +321,7 @@ class HFModel:
                 hidden = last_layer.forward_keeping(
                     self._decoder, ids, positions, keep, cache=cache, cache_arg=self._cache_arg
                 )
-            row = {p: i for i, p in enumerate(keep)}
-            return cache, self._score_hidden(hidden, [[(row[p], tok) for p, tok in targets]])[0] if targets else []
+            return cache, self._score_hidden(hidden, [kept_targets])[0] if targets else []
         with torch.inference_mode():
             out = self._decoder(input_ids=ids, use_cache=True)
         scores = self._score_hidden(out.last_hidden_state, [list(targets)])[0] if targets else []
@@ -377,12 +376,11 @@ class HFModel:
         kv = pa.prefix_kv(state)
         packed = pa.PackedSuffixes(kv, pa.suffix_chunks(lengths, kv[0][0].dtype, self.device))
         wanted = [(at + p, tok) for at, t in zip(starts, targets) for p, tok in t]
-        keep = sorted({p for p, _ in wanted})
+        keep, kept_wanted = last_layer.kept_positions(wanted)
         with torch.inference_mode(), pa.attention_on(self.model, pa.PACKED):
             if self._prunes_last_layer and last_layer.prunes(keep, sum(lengths)):
                 hidden = last_layer.forward_keeping(self._decoder, ids, positions, keep, lengths=lengths, packed=packed)
-                row = {p: i for i, p in enumerate(keep)}
-                wanted = [(row[p], tok) for p, tok in wanted]
+                wanted = kept_wanted
             else:
                 hidden = self._decoder(
                     input_ids=ids, position_ids=positions, use_cache=False, **{pa.PACKED_KWARG: packed}

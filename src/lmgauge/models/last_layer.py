@@ -35,6 +35,14 @@ def prunes(keep: Sequence[int], length: int) -> bool:
     return len(keep) <= MAX_KEPT_SHARE * length
 
 
+def kept_positions(targets: Sequence[tuple[int, int]]) -> tuple[list[int], list[tuple[int, int]]]:
+    """The distinct positions that (position, token) targets read, sorted (forward_keeping's
+    `keep`), and the targets with each position replaced by its row in forward_keeping's output."""
+    keep = sorted({p for p, _ in targets})
+    row = {p: i for i, p in enumerate(keep)}
+    return keep, [(row[p], tok) for p, tok in targets]
+
+
 def forward_keeping(
     decoder: Any,
     input_ids: torch.Tensor,
